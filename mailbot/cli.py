@@ -1,0 +1,252 @@
+"""The command line (DESIGN.md, "Command line and configuration"): parsing and printing only.
+
+Exit codes: 0 ok, 1 failure, 2 bad usage or bad config. Errors an admin can fix
+are one line naming what to fix; a traceback is printed only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from mailbot.errors import ConfigError, DatabaseNotReady, MailbotError
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("mailbot")
+
+
+class Ctx:
+    def __init__(self, config_path: str | None, debug: bool) -> None:
+        self.config_path = config_path
+        self.debug = debug
+
+    def config(self) -> Any:
+        from mailbot.config import load_config
+
+        config = load_config(self.config_path)
+        _setup_logging(config.logging.level if not self.debug else "DEBUG")
+        return config
+
+    def app(self, *, clock: Any = None, require_schema: bool = True) -> Any:
+        from mailbot.daemon import App
+
+        app = App.build(self.config(), clock=clock)
+        if require_schema:
+            app.db.require_current()
+        return app
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    # Alembic announces its dialect on every schema check; only its problems matter here.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, getattr(logging, level)))
+
+
+def handled(func: F) -> F:
+    """Turn known failures into one readable line and the documented exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        owner = click.get_current_context().find_object(Ctx)
+        debug = owner.debug if owner is not None else False
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            click.echo(f"mailbot: bad config: {exc}", err=True)
+            sys.exit(2)
+        except DatabaseNotReady as exc:
+            click.echo(f"mailbot: {exc}", err=True)
+            sys.exit(2)
+        except MailbotError as exc:
+            click.echo(f"mailbot: {exc}", err=True)
+            sys.exit(1)
+        except click.exceptions.Exit:
+            raise
+        except Exception as exc:
+            if debug:
+                raise
+            click.echo(f"mailbot: internal error: {type(exc).__name__}: {exc} "
+                       "(run with --debug for details)", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", metavar="PATH", envvar="MAILBOT_CONFIG",
+              help="Configuration file (default: $MAILBOT_CONFIG, then config/mailbot.toml).")
+@click.option("--debug", is_flag=True, help="Verbose logs and full tracebacks.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
+    """mailbot: a support mailbox turned into a case system.
+
+    \b
+    Example:
+      mailbot --config /etc/mailbot/mailbot.toml db upgrade
+      mailbot --config /etc/mailbot/mailbot.toml run
+    """
+    ctx.obj = Ctx(config_path, debug)
+
+
+@cli.command()
+@click.pass_obj
+@handled
+def run(obj: Ctx) -> None:
+    """Run the daemon (IDLE/poll, outbox) until SIGTERM or SIGINT.
+
+    \b
+    Example:
+      mailbot --config /etc/mailbot/mailbot.toml run
+    """
+    from mailbot.daemon import Daemon
+
+    app = obj.app()
+    asyncio.run(Daemon(app).run())
+
+
+@cli.command()
+@click.option("--once", is_flag=True, required=True, help="Do one pass and exit (required).")
+@click.option("--now", metavar="ISO", help="Evaluate time as of this instant (dry runs, tests).")
+@click.pass_obj
+@handled
+def poll(obj: Ctx, once: bool, now: str | None) -> None:
+    """One pass: ingest every mailbox, flush the outbox, exit.
+
+    \b
+    Example:
+      mailbot poll --once
+      mailbot poll --once --now 2026-11-23T08:30:00+02:00
+    """
+    from mailbot.clock import FixedClock
+    from mailbot.daemon import parse_now, run_once
+
+    clock = None
+    if now:
+        try:
+            clock = FixedClock(parse_now(now))
+        except ValueError:
+            raise click.BadParameter(f"{now!r} is not an ISO 8601 instant", param_hint="--now")
+    report = run_once(obj.app(clock=clock))
+    for drained in report.drained:
+        click.echo(f"{drained.mailbox}: {len(drained.outcomes)} message(s): "
+                   f"{drained.count('stored')} stored, {drained.count('duplicate')} duplicate, "
+                   f"{drained.count('dropped')} dropped, {drained.count('quarantined')} quarantined")
+    flushed = report.flushed
+    click.echo(f"outbox: {len(flushed.sent)} sent, {flushed.deferred} deferred, "
+               f"{flushed.failed} failed")
+    for mailbox, reason in report.errors.items():
+        click.echo(f"{mailbox}: FAILED: {reason}", err=True)
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.group()
+def db() -> None:
+    """Database schema management."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+@handled
+def db_upgrade(obj: Ctx) -> None:
+    """Create or migrate the database schema to the newest version.
+
+    \b
+    Example:
+      mailbot --config /etc/mailbot/mailbot.toml db upgrade
+    """
+    app = obj.app(require_schema=False)
+    before, after = app.db.upgrade()
+    if before == after:
+        click.echo(f"database already at {after}")
+    else:
+        click.echo(f"database upgraded: {before or 'empty'} → {after}")
+
+
+@cli.group()
+def cases() -> None:
+    """Look at cases."""
+
+
+@cases.command("list")
+@click.option("--status", type=click.Choice(["open", "waiting", "closed"]), help="Only this status.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+@handled
+def cases_list(obj: Ctx, status: str | None, as_json: bool) -> None:
+    """List cases, newest first.
+
+    \b
+    Example:
+      mailbot cases list --status open
+      mailbot cases list --json | jq '.[].token'
+    """
+    from mailbot import views
+
+    rows = views.list_cases(obj.app().db, status)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        click.echo(views.cases_table(rows))
+
+
+@cases.command("show")
+@click.argument("case_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+@handled
+def cases_show(obj: Ctx, case_id: str, as_json: bool) -> None:
+    """Show one case: participants, the conversation, the event log, the outbox.
+
+    CASE_ID is the number (12) or the token (SUP-12).
+
+    \b
+    Example:
+      mailbot cases show SUP-12
+    """
+    from mailbot import views
+
+    app = obj.app()
+    detail = views.show_case(app.db, case_id, app.config.cases.token_prefix)
+    if detail is None:
+        click.echo(f"mailbot: no case {case_id}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(detail, indent=2, ensure_ascii=False))
+    else:
+        click.echo(views.case_text(detail))
+
+
+@cli.command()
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("demo"),
+              show_default=True, help="Where the demo keeps its mailbox, outgoing mail and database.")
+@handled
+def demo(directory: Path) -> None:
+    """Run the whole loop locally: no servers, no root.
+
+    A Maildir stands in for the IMAP mailbox and a directory for the SMTP server.
+
+    \b
+    Example:
+      mailbot demo --dir /tmp/mailbot-demo
+    """
+    from mailbot.demo import run_demo
+
+    run_demo(directory, echo=click.echo)
+
+
+def main() -> None:
+    cli(prog_name="mailbot")

@@ -1,0 +1,410 @@
+"""TOML configuration → validated, frozen settings.
+
+The file is the contract admins rely on (DESIGN.md, "Command line and
+configuration"): every key is checked at start, unknown keys are refused (a typo
+must not silently fall back to a default), and a problem is reported as
+``file: key: reason`` — never a traceback. Secrets are read from the environment
+or a file named in the config, never from the config itself, and are held as
+``SecretStr`` so they cannot end up in a log line by accident.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from mailbot.errors import ConfigError
+
+DEFAULT_PATH = Path("config/mailbot.toml")
+_EMAIL_RE = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$|^[^@\s<>]+@localhost$")
+_INTERVAL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+
+
+def parse_interval(text: str) -> timedelta:
+    """Wall-clock intervals for timeouts and polling: "500ms", "30s", "5m", "1h"."""
+    match = _INTERVAL_RE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not an interval like '30s', '5m' or '1h'")
+    value, unit = float(match.group(1)), match.group(2)
+    seconds = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit] * value
+    return timedelta(seconds=seconds)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_email(value: str) -> str:
+    value = value.strip()
+    if not _EMAIL_RE.match(value):
+        raise ValueError(f"{value!r} is not an email address")
+    return value.lower()
+
+
+Email = Annotated[str, AfterValidator(_check_email)]
+
+
+class _HasSecret(_Section):
+    """Sections whose password may come from ``password_env`` or ``password_file``."""
+
+    password_env: str | None = None
+    password_file: Path | None = None
+
+    def secret(self) -> SecretStr | None:
+        return _read_secret(self.password_env, self.password_file)
+
+
+def _read_secret(env: str | None, file: Path | None) -> SecretStr | None:
+    if env and file:
+        raise ValueError("set either *_env or *_file, not both")
+    if env:
+        if env not in os.environ:
+            raise ValueError(f"environment variable {env} is not set")
+        return SecretStr(os.environ[env])
+    if file:
+        try:
+            return SecretStr(Path(file).read_text(encoding="utf-8").rstrip("\r\n"))
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {file}: {exc.strerror}") from None
+    return None
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite:///var/mailbot.db"
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if not (value.startswith("sqlite:") or value.startswith("postgresql")):
+            raise ValueError("only sqlite:///PATH and postgresql+psycopg://… are supported")
+        return value
+
+
+class MailboxConfig(_HasSecret):
+    """One watched mailbox: IMAP in production, a Maildir for the demo and for local delivery."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    address: Email
+    kind: Literal["imap", "maildir"] = "imap"
+    imap_host: str | None = None
+    imap_port: int = Field(default=993, ge=1, le=65535)
+    imap_ssl: bool = True
+    imap_starttls: bool = False
+    username: str | None = None
+    folder: str = "INBOX"
+    processed_folder: str | None = None
+    path: Path | None = None
+    idle: bool = True
+    poll_interval: str = "30s"
+    batch_size: int = Field(default=100, ge=1, le=5000)
+    batch_bytes: int = Field(default=32 * 1024 * 1024, ge=1024 * 1024)
+    timeout: str = "60s"
+
+    @field_validator("poll_interval", "timeout")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        parse_interval(value)
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> "MailboxConfig":
+        if self.kind == "imap":
+            if not self.imap_host:
+                raise ValueError("imap_host is required for an IMAP mailbox")
+            if not self.username:
+                raise ValueError("username is required for an IMAP mailbox")
+            if not (self.password_env or self.password_file):
+                raise ValueError("password_env or password_file is required for an IMAP mailbox")
+            if self.imap_ssl and self.imap_starttls:
+                raise ValueError("imap_ssl and imap_starttls are mutually exclusive")
+        elif self.path is None:
+            raise ValueError("path is required for a maildir mailbox")
+        return self
+
+    @property
+    def poll_interval_s(self) -> float:
+        return parse_interval(self.poll_interval).total_seconds()
+
+    @property
+    def timeout_s(self) -> float:
+        return parse_interval(self.timeout).total_seconds()
+
+
+class SmtpConfig(_HasSecret):
+    """Where outgoing mail goes: an SMTP server, or a directory of .eml files (demo, dry runs)."""
+
+    transport: Literal["smtp", "directory"] = "smtp"
+    host: str = "localhost"
+    port: int = Field(default=587, ge=1, le=65535)
+    ssl: bool = False
+    starttls: bool = True
+    username: str | None = None
+    from_address: Email
+    from_name: str = "Support"
+    directory: Path | None = None
+    timeout: str = "30s"
+    retry_max_delay: str = "15m"
+    stuck_warning_after: str = "10m"
+
+    @field_validator("timeout", "retry_max_delay", "stuck_warning_after")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        parse_interval(value)
+        return value
+
+    @field_validator("from_name")
+    @classmethod
+    def _single_line(cls, value: str) -> str:
+        if any(c in value for c in "\r\n"):
+            raise ValueError("must be a single line")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> "SmtpConfig":
+        if self.transport == "directory" and self.directory is None:
+            raise ValueError("directory is required when transport = 'directory'")
+        if self.ssl and self.starttls:
+            raise ValueError("ssl and starttls are mutually exclusive")
+        if self.username and not (self.password_env or self.password_file):
+            raise ValueError("username is set but neither password_env nor password_file")
+        return self
+
+
+class CasesConfig(_Section):
+    token_prefix: str = Field(default="SUP", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,15}$")
+
+
+class ServiceLevelConfig(_Section):
+    calendar: str = "24x7"
+    timezone: str = "UTC"
+    holidays: str | None = None
+    extra_holidays: list[str] = Field(default_factory=list)
+    acknowledge: str = "5m"
+    preliminary: str = "1d"
+    detailed: str = "2d"
+
+    @model_validator(mode="after")
+    def _builds(self) -> "ServiceLevelConfig":
+        from mailbot.schedule.calendar import BusinessCalendar, parse_duration
+
+        for name in ("acknowledge", "preliminary", "detailed"):
+            try:
+                parse_duration(getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        BusinessCalendar.from_spec(
+            self.calendar, self.timezone, self.holidays, self.extra_holidays
+        )
+        return self
+
+
+class DefaultsConfig(_Section):
+    service_level: str = "standard"
+    timezone: str = "UTC"
+    language: str = Field(default="en", pattern=r"^[a-z]{2}$")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return _check_zone(value)
+
+
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone (e.g. 'Europe/Kyiv')") from None
+    return value
+
+
+class SecurityConfig(_Section):
+    secret_env: str | None = None
+    secret_file: Path | None = None
+
+
+class TemplatesConfig(_Section):
+    dir: Path = Path("templates")
+
+
+class StorageConfig(_Section):
+    dir: Path = Path("var/storage")
+    max_message_size: int = Field(default=50 * 1024 * 1024, ge=1024)
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Config(_Section):
+    """The whole validated configuration; ``source`` is the file it came from."""
+
+    source: Path = Path("<memory>")
+    database: DatabaseConfig = DatabaseConfig()
+    mailboxes: list[MailboxConfig] = Field(default_factory=list)
+    smtp: SmtpConfig
+    cases: CasesConfig = CasesConfig()
+    service_levels: dict[str, ServiceLevelConfig] = Field(
+        default_factory=lambda: {"standard": ServiceLevelConfig()}
+    )
+    defaults: DefaultsConfig = DefaultsConfig()
+    security: SecurityConfig = SecurityConfig()
+    templates: TemplatesConfig = TemplatesConfig()
+    storage: StorageConfig = StorageConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Config":
+        names = [m.name for m in self.mailboxes]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"mailboxes: duplicate name {duplicates[0]!r}")
+        if self.defaults.service_level not in self.service_levels:
+            raise ValueError(
+                f"defaults.service_level: {self.defaults.service_level!r} is not defined "
+                f"under [service_levels] (have: {', '.join(sorted(self.service_levels))})"
+            )
+        return self
+
+    @cached_property
+    def own_addresses(self) -> frozenset[str]:
+        """Every address mailbot sends from or receives at: mail from these is never answered."""
+        return frozenset({self.smtp.from_address, *(m.address for m in self.mailboxes)})
+
+    def mailbox(self, name: str) -> MailboxConfig:
+        for mailbox in self.mailboxes:
+            if mailbox.name == name:
+                return mailbox
+        raise KeyError(name)
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    key = ""
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        elif str(part).startswith("function-after") or part in ("", "model"):
+            continue
+        else:
+            key += ("." if key else "") + str(part)
+    return key
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Relative paths in the file are relative to the file, not to the caller's cwd.
+
+    systemd and cron start mailbot from ``/``; an admin tests it from their home.
+    Both must read the same database and storage.
+    """
+
+    def fix(section: dict[str, Any] | None, key: str) -> None:
+        if section and isinstance(section.get(key), str) and section[key]:
+            path = Path(section[key]).expanduser()
+            section[key] = str(path if path.is_absolute() else base / path)
+
+    # Defaults that name paths are paths next to the file too.
+    data.setdefault("database", {}).setdefault("url", DatabaseConfig().url)
+    data.setdefault("storage", {}).setdefault("dir", str(StorageConfig().dir))
+    data.setdefault("templates", {}).setdefault("dir", str(TemplatesConfig().dir))
+    for name in ("templates", "storage"):
+        fix(data.get(name), "dir")
+    fix(data.get("smtp"), "directory")
+    fix(data.get("smtp"), "password_file")
+    fix(data.get("security"), "secret_file")
+    for mailbox in data.get("mailboxes") or []:
+        if isinstance(mailbox, dict):
+            fix(mailbox, "path")
+            fix(mailbox, "password_file")
+    database = data.get("database")
+    if isinstance(database, dict) and isinstance(database.get("url"), str):
+        url = database["url"]
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite://":
+            rest = url[len(prefix):]
+            if rest and rest != ":memory:":
+                database["url"] = prefix + str(base / rest)
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Read, resolve and validate the configuration.
+
+    Raises ``ConfigError`` naming the file, the key and the problem; the caller
+    (the CLI) prints it and exits 2.
+    """
+    path = Path(path or os.environ.get("MAILBOT_CONFIG") or DEFAULT_PATH)
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(shown, "", "file not found (copy config/mailbot.example.toml)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(shown, "", f"cannot read: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(shown, "", f"not valid TOML: {exc}") from None
+    return config_from_dict(data, source=path)
+
+
+def config_from_dict(data: dict[str, Any], *, source: Path = Path("<memory>")) -> Config:
+    """Validate an already-parsed mapping (tests and the demo build configs this way)."""
+    data = dict(data)
+    data.pop("source", None)
+    _resolve_paths(data, source.resolve().parent if source.name != "<memory>" else Path.cwd())
+    try:
+        config = Config.model_validate({**data, "source": source})
+        # Secrets are resolved now so a missing variable fails at start, not at 3 a.m.
+        for index, mailbox in enumerate(config.mailboxes):
+            try:
+                mailbox.secret()
+            except ValueError as exc:
+                raise ConfigError(str(source), f"mailboxes[{index}].password", str(exc)) from None
+        try:
+            config.smtp.secret()
+        except ValueError as exc:
+            raise ConfigError(str(source), "smtp.password", str(exc)) from None
+        try:
+            _read_secret(config.security.secret_env, config.security.secret_file)
+        except ValueError as exc:
+            raise ConfigError(str(source), "security.secret", str(exc)) from None
+        return config
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = _format_loc(tuple(error["loc"]))
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown key (check the spelling against config/mailbot.example.toml)"
+            elif error["type"] == "missing":
+                message = "required key is missing"
+            problems.append((key, message))
+        key, why = problems[0]
+        if len(problems) > 1:
+            why += "".join(f"\n{source}: {k}: {w}" for k, w in problems[1:])
+        raise ConfigError(str(source), key, why) from None
+
+
+def security_secret(config: Config) -> bytes | None:
+    """The HMAC key for signed Message-IDs and reply addresses, when configured."""
+    secret = _read_secret(config.security.secret_env, config.security.secret_file)
+    return secret.get_secret_value().encode() if secret else None
+
+
+def zone_of(name: str) -> ZoneInfo:
+    return ZoneInfo(_check_zone(name))

@@ -1,0 +1,129 @@
+"""Drain one mailbox: fetch batches, run the pipeline, commit with the checkpoint, then flag.
+
+The order is the whole point (DESIGN.md, "fetch"): a batch's cases, messages,
+outbox rows and the new last-UID commit in one transaction; only then are the
+IMAP messages flagged or moved. A crash before the commit re-fetches the batch
+(and the idempotency key makes that harmless); a crash after it leaves messages
+whose ``imap_done`` is false, which the next drain flags before fetching more.
+A changed UIDVALIDITY resets the checkpoint; the idempotency key keeps the
+re-fetch from duplicating anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+
+from mailbot.db.models import MailboxState, Message
+from mailbot.db.session import Database
+from mailbot.fetch import Fetched, MailSource
+from mailbot.pipeline import Outcome, PipelineContext, parse_raw, process
+
+log = logging.getLogger("mailbot.ingest")
+
+
+@dataclass
+class DrainReport:
+    mailbox: str
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for outcome in self.outcomes if outcome.status == status)
+
+
+def drain(
+    ctx: PipelineContext,
+    db: Database,
+    source: MailSource,
+    *,
+    stop: threading.Event | None = None,
+    notify: Callable[[], None] = lambda: None,
+) -> DrainReport:
+    """Process everything new in an opened source; returns what happened to each message."""
+    report = DrainReport(source.name)
+    after_uid = _checkpoint(ctx, db, source)
+    if source.uidvalidity is not None:
+        _finish_pending(db, source)
+    for batch in source.batches(after_uid):
+        parsed = [parse_raw(item.raw, item.delivery, ctx.config) for item in batch]
+        with db.transaction() as session:
+            outcomes = [process(ctx, session, item.raw, result, item.delivery)
+                        for item, result in zip(batch, parsed)]
+            uids = [item.delivery.uid for item in batch if item.delivery.uid is not None]
+            if uids and source.uidvalidity is not None:
+                session.execute(
+                    update(MailboxState)
+                    .where(MailboxState.mailbox == source.name, MailboxState.folder == source.folder)
+                    .values(last_uid=max(uids), updated_at=ctx.clock.now())
+                )
+        report.outcomes.extend(outcomes)
+        notify()
+        # Quarantined mail stays where it is, unflagged, for a person to look at.
+        done = [item for item, outcome in zip(batch, outcomes) if outcome.status != "quarantined"]
+        _mark_done(db, source, done)
+        if stop is not None and stop.is_set():
+            break
+    return report
+
+
+def _checkpoint(ctx: PipelineContext, db: Database, source: MailSource) -> int:
+    if source.uidvalidity is None:
+        return 0
+    with db.transaction() as session:
+        state = session.scalar(
+            select(MailboxState).where(MailboxState.mailbox == source.name,
+                                       MailboxState.folder == source.folder)
+        )
+        now = ctx.clock.now()
+        if state is None:
+            session.add(MailboxState(mailbox=source.name, folder=source.folder,
+                                     uidvalidity=source.uidvalidity, last_uid=0, updated_at=now))
+            return 0
+        if state.uidvalidity != source.uidvalidity:
+            log.warning("mailbox %s folder %s: UIDVALIDITY changed %s → %s; re-reading the folder "
+                        "(already recorded mail is recognised and skipped)", source.name,
+                        source.folder, state.uidvalidity, source.uidvalidity)
+            state.uidvalidity, state.last_uid, state.updated_at = source.uidvalidity, 0, now
+        return int(state.last_uid)
+
+
+def _finish_pending(db: Database, source: MailSource) -> None:
+    """Flag messages committed before a crash or disconnect cut their IMAP step short."""
+    with db.session() as session:
+        uids = list(session.scalars(
+            select(Message.uid).where(
+                Message.mailbox == source.name, Message.folder == source.folder,
+                Message.uidvalidity == source.uidvalidity, Message.imap_done.is_(False),
+                Message.direction == "in",
+            )
+        ))
+    if uids:
+        log.info("mailbox %s: finishing IMAP flags of %d committed messages", source.name, len(uids))
+        mark = getattr(source, "mark_uids_done", None)
+        if mark is not None:
+            mark([uid for uid in uids if uid is not None])
+        _set_done(db, source, [uid for uid in uids if uid is not None])
+
+
+def _mark_done(db: Database, source: MailSource, items: list[Fetched]) -> None:
+    if not items:
+        return
+    source.mark_done(items)
+    uids = [item.delivery.uid for item in items if item.delivery.uid is not None]
+    _set_done(db, source, uids)
+
+
+def _set_done(db: Database, source: MailSource, uids: list[int]) -> None:
+    if not uids or source.uidvalidity is None:
+        return
+    with db.transaction() as session:
+        session.execute(
+            update(Message)
+            .where(Message.mailbox == source.name, Message.folder == source.folder,
+                   Message.uidvalidity == source.uidvalidity, Message.uid.in_(uids))
+            .values(imap_done=True)
+        )

@@ -1,0 +1,72 @@
+"""compose: a rendered outbox row → a MIME message, with the headers that prevent loops.
+
+Built with the standard library's ``email`` package (policy SMTP: CRLF, folded,
+RFC 2047-encoded). Header values come from our database and config, and every one
+that could carry customer text (the subject, display names) is reduced to a single
+line first, so no variable can inject a header.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from email.headerregistry import Address as HeaderAddress
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+
+from mailbot.db.models import Outbox
+from mailbot.outbox.render import Rendered
+from mailbot.tokens import subject_with_token
+
+# RFC 3834: what we send on our own initiative says so, and asks other robots not to answer.
+AUTO_SUBMITTED = {
+    "ack": "auto-replied",
+    "followup": "auto-generated",
+    "reminder": "auto-generated",
+    "escalation": "auto-generated",
+    "digest": "auto-generated",
+}
+
+
+def _one_line(text: str) -> str:
+    return " ".join("".join(ch if ch >= " " else " " for ch in text).split())
+
+
+def compose(
+    row: Outbox,
+    rendered: Rendered,
+    *,
+    from_address: str,
+    from_name: str,
+    token_prefix: str,
+    case_number: int | None,
+    now: datetime,
+) -> EmailMessage:
+    message = EmailMessage(policy=SMTP)
+    local, _, domain = from_address.partition("@")
+    message["From"] = HeaderAddress(display_name=_one_line(from_name), username=local, domain=domain)
+    message["To"] = ", ".join(row.to_addrs)
+    if row.cc_addrs:
+        message["Cc"] = ", ".join(row.cc_addrs)
+    if case_number is not None:
+        subject = subject_with_token(rendered.subject, token_prefix, case_number, reply=False)
+    else:
+        subject = _one_line(rendered.subject) or "(no subject)"
+    message["Subject"] = subject
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = row.message_id
+    if row.in_reply_to:
+        message["In-Reply-To"] = row.in_reply_to
+    references = [ref for ref in row.references if ref]
+    if references:
+        message["References"] = " ".join(references)
+    auto = AUTO_SUBMITTED.get(row.kind)
+    if auto:
+        message["Auto-Submitted"] = auto
+        message["X-Auto-Response-Suppress"] = "All"
+    message["X-Loop"] = from_address
+    message["X-Mailbot-Kind"] = row.kind
+    message.set_content(rendered.text, subtype="plain", charset="utf-8")
+    if rendered.html is not None:
+        message.add_alternative(rendered.html, subtype="html", charset="utf-8")
+    return message

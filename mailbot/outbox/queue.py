@@ -1,0 +1,108 @@
+"""Putting mail into the outbox and taking it out again.
+
+A row is written in the transaction of the event that caused it, keyed by
+(case, kind, cause): processing the same message twice cannot enqueue its reply
+twice. Its Message-ID is fixed here, so if the process dies between the SMTP
+server's "250" and our commit, the resend is recognisably the same mail.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from mailbot.db.models import Case, Outbox
+from mailbot.store.cases import add_thread_refs
+
+CLAIM_LEASE = timedelta(minutes=5)
+
+
+def make_message_id(kind: str, case: Case | None, domain: str) -> str:
+    """A Message-ID on our domain that says what it is, unguessable in its tail."""
+    token = case.token.strip("[]").lower() if case is not None else "x"
+    return f"<{token}.{kind}.{secrets.token_hex(8)}@{domain}>"
+
+
+def enqueue(
+    session: Session,
+    *,
+    case: Case,
+    kind: str,
+    cause: str,
+    to: list[str],
+    context: dict[str, Any],
+    now: datetime,
+    domain: str,
+    cc: list[str] | None = None,
+    in_reply_to: str | None = None,
+    references: list[str] | None = None,
+    language: str = "en",
+) -> Outbox | None:
+    """Queue a mail unless the same (case, kind, cause) is already queued; returns the new row."""
+    existing = session.scalar(
+        select(Outbox.id).where(Outbox.case_id == case.id, Outbox.kind == kind, Outbox.cause == cause)
+    )
+    if existing is not None:
+        return None
+    row = Outbox(
+        case_id=case.id,
+        kind=kind,
+        cause=cause,
+        message_id=make_message_id(kind, case, domain),
+        mailbox=case.mailbox,
+        to_addrs=to,
+        cc_addrs=cc or [],
+        in_reply_to=in_reply_to,
+        references=references or [],
+        language=language,
+        context=context,
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    add_thread_refs(session, case.id, [row.message_id])
+    return row
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    attempts: int
+
+
+def claim_due(session: Session, now: datetime, limit: int = 50) -> list[Claimed]:
+    """Take due rows for sending: pending ones whose time has come, and rows a dead
+    sender left in 'sending' past their lease. ``SKIP LOCKED`` on PostgreSQL lets
+    several daemons share the outbox without waiting on each other."""
+    query = (
+        select(Outbox)
+        .where(
+            or_(
+                and_(Outbox.status == "pending", Outbox.next_attempt_at <= now),
+                and_(Outbox.status == "sending", Outbox.claimed_until < now),
+            )
+        )
+        .order_by(Outbox.next_attempt_at, Outbox.id)
+        .limit(limit)
+    )
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    rows = list(session.scalars(query))
+    for row in rows:
+        row.status = "sending"
+        row.claimed_until = now + CLAIM_LEASE
+        row.attempts += 1
+    return [Claimed(row.id, row.attempts) for row in rows]
+
+
+def backoff(attempts: int, cap: timedelta) -> timedelta:
+    """Exponential: 30 s, 1 min, 2 min … up to ``cap``; jitter is added by the caller."""
+    return min(cap, timedelta(seconds=30 * 2 ** max(0, attempts - 1)))

@@ -1,0 +1,1 @@
+"""Scheduling: business calendars, SLA deadlines and follow-up times."""

@@ -1,0 +1,157 @@
+"""What ``cases list`` and ``cases show`` print: rows → plain data → text or JSON.
+
+The JSON field names are part of the contract scripts rely on (DESIGN.md):
+``id, token, subject, status, customer, manager, service_level, opened_at,
+preliminary_due, detailed_due, first_response_at, messages``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mailbot.db.models import Attachment, Case, Event, Message, Outbox, Participant
+from mailbot.db.session import Database
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def _summary(case: Case, messages: int) -> dict[str, Any]:
+    return {
+        "id": case.number,
+        "token": case.token,
+        "subject": case.subject,
+        "status": case.status,
+        "customer": case.customer_email,
+        "manager": case.manager_email,
+        "service_level": case.service_level,
+        "opened_at": _iso(case.opened_at),
+        "preliminary_due": _iso(case.preliminary_due),
+        "detailed_due": _iso(case.detailed_due),
+        "acknowledged_at": _iso(case.acknowledged_at),
+        "first_response_at": _iso(case.first_response_at),
+        "timezone": case.timezone,
+        "messages": messages,
+    }
+
+
+def list_cases(db: Database, status: str | None = None) -> list[dict[str, Any]]:
+    with db.session() as session:
+        counts = (select(Message.case_id, func.count(Message.id).label("n"))
+                  .group_by(Message.case_id).subquery())
+        query = (select(Case, func.coalesce(counts.c.n, 0))
+                 .outerjoin(counts, counts.c.case_id == Case.id)
+                 .order_by(Case.number.desc()))
+        if status:
+            query = query.where(Case.status == status)
+        return [_summary(case, int(n)) for case, n in session.execute(query)]
+
+
+def find_case(session: Session, ident: str, prefix: str) -> Case | None:
+    match = re.fullmatch(rf"\[?\s*(?:{re.escape(prefix)}-)?(\d+)\s*\]?", ident.strip(), re.I)
+    if not match:
+        return None
+    return session.scalar(select(Case).where(Case.number == int(match.group(1))))
+
+
+def show_case(db: Database, ident: str, prefix: str) -> dict[str, Any] | None:
+    with db.session() as session:
+        case = find_case(session, ident, prefix)
+        if case is None:
+            return None
+        messages = list(session.scalars(
+            select(Message).where(Message.case_id == case.id).order_by(Message.received_at,
+                                                                        Message.id)))
+        attachments: dict[int, list[Attachment]] = {}
+        for attachment in session.scalars(select(Attachment).where(
+                Attachment.message_pk.in_([m.id for m in messages]))):
+            attachments.setdefault(attachment.message_pk, []).append(attachment)
+        detail = _summary(case, len(messages))
+        detail["participants"] = [
+            {"email": p.email, "name": p.name, "role": p.role}
+            for p in session.scalars(select(Participant).where(Participant.case_id == case.id)
+                                     .order_by(Participant.id))
+        ]
+        detail["messages"] = [
+            {"direction": m.direction, "message_id": m.message_id, "from": m.from_email,
+             "to": m.to_addrs, "cc": m.cc_addrs, "subject": m.subject,
+             "classification": m.classification, "received_at": _iso(m.received_at),
+             "body": m.body_text,
+             "attachments": [{"filename": a.filename, "content_type": a.content_type,
+                              "size": a.size, "sha256": a.sha256}
+                             for a in attachments.get(m.id, [])]}
+            for m in messages
+        ]
+        detail["events"] = [
+            {"at": _iso(e.at), "kind": e.kind, "actor": e.actor, "detail": e.detail}
+            for e in session.scalars(select(Event).where(Event.case_id == case.id)
+                                     .order_by(Event.id))
+        ]
+        detail["outbox"] = [
+            {"kind": o.kind, "status": o.status, "message_id": o.message_id, "to": o.to_addrs,
+             "attempts": o.attempts, "last_error": o.last_error, "sent_at": _iso(o.sent_at)}
+            for o in session.scalars(select(Outbox).where(Outbox.case_id == case.id)
+                                     .order_by(Outbox.id))
+        ]
+        return detail
+
+
+def _short(value: str | None, width: int) -> str:
+    value = value or ""
+    return value if len(value) <= width else value[: width - 1] + "…"
+
+
+def cases_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no cases"
+    header = ("CASE", "STATUS", "CUSTOMER", "SUBJECT", "OPENED (UTC)", "PRELIMINARY DUE (UTC)")
+    lines = [header]
+    for row in rows:
+        lines.append((row["token"], row["status"], _short(row["customer"], 30),
+                      _short(row["subject"], 40), (row["opened_at"] or "")[:16].replace("T", " "),
+                      (row["preliminary_due"] or "")[:16].replace("T", " ")))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
+                     for line in lines)
+
+
+def case_text(detail: dict[str, Any]) -> str:
+    out = [
+        f"{detail['token']}  {detail['subject']}",
+        f"  status {detail['status']} · level {detail['service_level']} · "
+        f"customer {detail['customer']} · manager {detail['manager'] or '-'}",
+        f"  opened {detail['opened_at']} · preliminary due {detail['preliminary_due']} · "
+        f"detailed due {detail['detailed_due']} · timezone {detail['timezone']}",
+        "",
+        "Participants:",
+        *(f"  {p['role']:<9} {p['name'] + ' ' if p['name'] else ''}<{p['email']}>"
+          for p in detail["participants"]),
+        "",
+        "Conversation:",
+    ]
+    for message in detail["messages"]:
+        arrow = "←" if message["direction"] == "in" else "→"
+        out.append(f"  {arrow} {message['received_at']}  {message['from']}  "
+                   f"[{message['classification']}]  {message['subject']}")
+        for line in (message["body"] or "").strip().splitlines()[:12]:
+            out.append(f"      {line}")
+        for attachment in message["attachments"]:
+            out.append(f"      📎 {attachment['filename']} ({attachment['size']} bytes)")
+    out += ["", "Events:"]
+    for event in detail["events"]:
+        reason = event["detail"].get("reason") or event["detail"].get("thread_reason") or ""
+        out.append(f"  {event['at']}  {event['kind']:<18} {event['actor']}"
+                   + (f"  — {reason}" if reason else ""))
+    if detail["outbox"]:
+        out += ["", "Outgoing:"]
+        for row in detail["outbox"]:
+            out.append(f"  {row['kind']:<8} {row['status']:<8} {row['message_id']} → "
+                       f"{', '.join(row['to'])}" + (f"  ({row['last_error']})"
+                                                    if row["last_error"] else ""))
+    return "\n".join(out)

@@ -53,6 +53,8 @@ def _setup_logging(level: str) -> None:
     )
     # Alembic announces its dialect on every schema check; only its problems matter here.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, getattr(logging, level)))
+    # mail-parser warns on every unhandled part and logs whole header values on errors.
+    logging.getLogger("mailparser").setLevel(logging.CRITICAL)
 
 
 def handled(func: F) -> F:

@@ -23,7 +23,7 @@ from mailbot.db.session import Database
 from mailbot.fetch import Fetched, MailSource
 from mailbot.pipeline import Outcome, PipelineContext, parse_raw, process
 
-log = logging.getLogger("mailbot.ingest")
+log = logging.getLogger("mailbot")
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """What the pipeline knows about one inbound message, and what it decided.
 
-``Inbound`` is built by ``ingest.parse`` from raw bytes and then only read; the
+``Inbound`` is built by ``mailbot.parse`` from raw bytes and then only read; the
 stages after it add their findings to ``facts`` so that every decision can be
 written to the case's event log with its reason.
 """

@@ -14,10 +14,10 @@ Public API::
     clean_subject(subject, prefix) -> str
     subject_with_token(subject, prefix, number, reply=True) -> str
     decode_encoded_words(text) -> str       # RFC 2047, never raises
-    decode_bytes(data, charset=None) -> str  # declared charset, then utf-8, then a guess
-    guess_charset(data) -> str               # windows-1251 / koi8-r / koi8-u / windows-1252
+    decode_bytes(data, charset=None, *, hint=None) -> str  # utf-8, declared, hint, guess
+    guess_charset(data) -> str               # cp1251 / koi8_r / koi8_u / cp1252
 
-The two decoding helpers live here rather than in ``ingest.parse`` because both the
+The two decoding helpers live here rather than in ``mailbot.parse`` because both the
 parser (headers, bodies without a usable charset) and ``find_token`` (subjects that
 still carry encoded words) need them, and this module must not import mail-parser.
 """
@@ -29,7 +29,6 @@ import codecs
 import functools
 import re
 import unicodedata
-from email import quoprimime
 
 __all__ = [
     "MAX_SUBJECT_CHARS",
@@ -125,9 +124,8 @@ def find_token(subject: str, prefix: str) -> int | None:
 # Reply and forward prefixes
 # ---------------------------------------------------------------------------
 
-# The words mail clients put in front of a subject when replying or forwarding,
-# matched case-insensitively. Sources: the prefixes Outlook, Gmail, Thunderbird and
-# Apple Mail write in their localisations. "R" and "Rif" are Italian, "Pd" Polish,
+# The words mail clients put in front of a subject when replying or forwarding, in
+# their various localisations, matched case-insensitively. "R" and "Rif" are Italian, "Pd" Polish,
 # "TR"/"Réf" French, "Enc" Portuguese, "Doorst" Dutch, "Ynt" Turkish, "RV" Spanish.
 _REPLY_WORDS = (
     "re", "aw", "sv", "antw", "antwort", "odp", "vs", "ynt", "ris", "r", "rif", "réf",
@@ -139,7 +137,9 @@ _WORD_ALTERNATION = "|".join(re.escape(w) for w in sorted(_REPLY_WORDS, key=len,
 # A reply counter some clients add: Re[2]:, Re(2):, Re^2:
 _COUNTER = r"(?:\[\d{1,6}\]|\(\d{1,6}\)|\^\d{1,6})?"
 _COLON = r"[:：﹕]"
-_LEADING_PREFIX = re.compile(r"\s*(?:" + _WORD_ALTERNATION + r")\s*" + _COUNTER + r"\s*" + _COLON + r"\s*", re.IGNORECASE)
+_LEADING_PREFIX = re.compile(
+    r"\s*(?:" + _WORD_ALTERNATION + r")\s*" + _COUNTER + r"\s*" + _COLON + r"\s*", re.IGNORECASE
+)
 # "[Fwd: original subject]", as Thunderbird and old Netscape forward.
 _BRACKETED = re.compile(
     r"\s*\[\s*(?:" + _WORD_ALTERNATION + r")\s*" + _COUNTER + r"\s*" + _COLON + r"(.*)\]\s*",
@@ -212,13 +212,34 @@ def clean_subject(subject: str, prefix: str) -> str:
     Tokens of other prefixes ("[ABC-1]") and mailing-list tags stay.
     """
     pattern = _token_pattern(prefix)
-    text = decode_encoded_words(subject) if "=?" in subject else subject
+    text = subject
+    # Decode until nothing changes: a subject whose encoded words decode to more
+    # encoded words must not leave anything behind that find_token would decode
+    # into a token later (it would win over the token mailbot appends).
+    for _ in range(4):
+        if "=?" not in text:
+            break
+        decoded = decode_encoded_words(text)
+        if decoded == text:
+            break
+        text = decoded
+    else:
+        text = text.replace("=?", "= ?")
     text = unicodedata.normalize("NFC", _one_line(text))
 
     def drop_token(match: re.Match[str]) -> str:
         return " " if _token_number(match.group(1)) is not None else match.group(0)
 
-    text = pattern.sub(drop_token, text)
+    # Removing a token can join its neighbours into a new one ("[[SUP-1]SUP-5]"):
+    # repeat until none is left; past 20 rounds the input is hostile, break brackets.
+    for _ in range(20):
+        stripped = pattern.sub(drop_token, text)
+        if stripped == text:
+            break
+        text = stripped
+    else:
+        if find_token(text, prefix) is not None:
+            text = text.replace("[", "(")
     return _SPACES.sub(" ", strip_reply_prefixes(text)).strip()
 
 
@@ -290,14 +311,6 @@ _SUPERSETS = {
     "iso-8859-8-i": "iso-8859-8",
     "utf8": "utf-8",
 }
-# Labels that say nothing reliable about 8-bit bytes: valid UTF-8 wins over them.
-_WEAK_LABELS = frozenset(
-    {
-        "", "us-ascii", "ascii", "cp1252", "windows-1252", "iso-8859-1", "latin1", "latin-1",
-        "iso_8859-1", "unknown-8bit", "x-unknown", "unknown", "8bit", "default", "x-user-defined",
-        "charset", "none",
-    }
-)  # fmt: skip
 _ASCII_BYTES = bytes(range(0x80))
 _HIGH_NON_LETTERS = bytes(range(0x80, 0xC0))
 _LATIN_NEIGHBOURS = re.compile(rb"[A-Za-z][\x80-\xff]|[\x80-\xff][A-Za-z]")
@@ -305,12 +318,14 @@ _KOI8U_ONLY = re.compile(rb"[\xa4\xa6\xa7\xad\xb4\xb6\xb7\xbd]")
 
 
 @functools.lru_cache(maxsize=128)
-def _codec_for(label: str | None) -> str | None:
-    """The Python codec to decode ``label`` with, or None when it names no text codec."""
+def _codec_for(label: str | None, superset: bool = True) -> str | None:
+    """The Python codec to decode ``label`` with (its superset unless told otherwise),
+    or None when it names no text codec."""
     if not label:
         return None
     name = label.strip().strip("\"'").split("*", 1)[0].lower()
-    name = _SUPERSETS.get(name, name)
+    if superset:
+        name = _SUPERSETS.get(name, name)
     try:
         info = codecs.lookup(name)
     except (LookupError, ValueError):
@@ -319,14 +334,45 @@ def _codec_for(label: str | None) -> str | None:
     return info.name if getattr(info, "_is_text_encoding", True) else None
 
 
+# Relative frequency (per cent) of letters in Russian and Ukrainian running text.
+_CYRILLIC_FREQUENCY = dict(
+    zip(
+        "оеаинтсрвлкмдпуяыьгзбчйхжшюцщэфъёіїєґ",
+        (11, 8.5, 8, 7.4, 6.7, 6.3, 5.5, 4.7, 4.5, 4.4, 3.5, 3.2, 3, 2.8, 2.6, 2, 1.9, 1.7, 1.7,
+         1.7, 1.6, 1.4, 1.2, 1, 0.9, 0.7, 0.6, 0.5, 0.4, 0.3, 0.3, 0.1, 0.1, 3, 0.5, 0.4, 0.1),
+        strict=True,
+    )
+)  # fmt: skip
+_CYRILLIC_SAMPLE_BYTES = 4096
+
+
+def _cyrillic_score(text: str) -> float:
+    """How much ``text`` looks like Russian/Ukrainian: letter frequencies, with a
+    penalty for a capital right after a small letter (what the wrong one of
+    windows-1251 and KOI8 produces, since they swap the cases)."""
+    score = 0.0
+    after_small = False
+    for char in text:
+        small = char.lower()
+        weight = _CYRILLIC_FREQUENCY.get(small)
+        if weight is None:
+            after_small = False
+            continue
+        capital = char != small
+        score += weight - (8 if capital and after_small else 0)
+        after_small = not capital
+    return score
+
+
 def guess_charset(data: bytes) -> str:
     """A best guess for 8-bit bytes that are not UTF-8.
 
     Mail without a usable charset label is, in practice, Cyrillic (windows-1251 or
     KOI8-R/U) or Western European (windows-1252). Cyrillic text is whole words of
-    bytes >= 0xC0, while accented Latin letters sit inside ASCII words ("Müller");
-    windows-1251 and KOI8 are told apart by case, since running text is mostly
-    lower case: windows-1251 has lower case at 0xE0-0xFF, KOI8 at 0xC0-0xDF.
+    bytes >= 0xC0, while accented Latin letters sit inside ASCII words ("Müller").
+    windows-1251 and KOI8 are told apart by which reading has the more frequent
+    letters and the more plausible capitalisation (``_cyrillic_score``), which works
+    for all-capitals text too.
     """
     high = data.translate(None, _ASCII_BYTES)
     if not high:
@@ -334,53 +380,71 @@ def guess_charset(data: bytes) -> str:
     letters = high.translate(None, _HIGH_NON_LETTERS)  # bytes >= 0xC0
     latin_neighbours = len(_LATIN_NEIGHBOURS.findall(data))
     if len(letters) * 5 >= len(high) * 3 and latin_neighbours * 4 < len(high):
-        upper_half = sum(1 for b in letters if b >= 0xE0)
-        if upper_half * 2 >= len(letters):
+        sample = data[:_CYRILLIC_SAMPLE_BYTES]
+        windows = _cyrillic_score(sample.decode("cp1251", "replace"))
+        koi8 = _cyrillic_score(sample.decode("koi8_r", "replace"))
+        if windows >= koi8:
             return "cp1251"
         return "koi8_u" if _KOI8U_ONLY.search(data) else "koi8_r"
     return "cp1252"
 
 
-def decode_bytes(data: bytes, charset: str | None = None) -> str:
+# Codecs whose bytes are not ASCII-compatible: UTF-8 validity says nothing there.
+_NOT_ASCII_COMPATIBLE = re.compile(r"utf[-_]?(16|32|7)|iso2022|hz|cp0?37|cp500|cp1140|cp87", re.IGNORECASE)
+
+
+def decode_bytes(data: bytes, charset: str | None = None, *, hint: str | None = None) -> str:
     """``data`` as text, never raising.
 
-    Order: valid UTF-8 when the label is weak or absent ("us-ascii", "iso-8859-1",
-    "unknown-8bit": such labels are routinely wrong for UTF-8 mail); the declared
-    charset (through a superset, see ``_SUPERSETS``); UTF-8; ``guess_charset``; and
-    last windows-1252 or latin-1 with replacement, which always succeeds.
+    Order:
+
+    1. Bytes that are valid UTF-8 (and not pure ASCII) are UTF-8, whatever
+       ASCII-compatible charset the label claims: clients routinely label UTF-8 mail
+       "us-ascii", "iso-8859-1" or "windows-1251", while real text in a single-byte
+       or CJK charset is practically never valid UTF-8 by accident.
+    2. The declared charset (through a superset, see ``_SUPERSETS``).
+    3. ``hint`` (e.g. the charset guessed for the same message's headers), then
+       ``guess_charset``; latin-1 as the last resort, which always succeeds.
     """
     if not data:
         return ""
-    label = (charset or "").strip().strip("\"'").split("*", 1)[0].lower()
-    codec = _codec_for(label)
-    if data.isascii() and (codec is None or codec in ("ascii", "utf-8", "cp1252")):
-        return data.decode("ascii")
-    if label in _WEAK_LABELS or codec is None:
+    codec = _codec_for(charset)
+    ascii_compatible = codec is None or not _NOT_ASCII_COMPATIBLE.match(codec)
+    if ascii_compatible:
+        if data.isascii():
+            if b"\x1b" in data:  # ISO-2022-JP escape sequences under a wrong label
+                try:
+                    return data.decode("iso2022_jp_2")
+                except UnicodeError:
+                    pass
+            return data.decode("ascii")
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError:
             pass
-    if codec is not None:
-        try:
-            return data.decode(codec)
-        except (UnicodeError, LookupError, ValueError):
-            pass
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    guessed = guess_charset(data)
-    try:
-        return data.decode(guessed)
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
+    for declared in (codec, _codec_for(charset, superset=False)):
+        if declared is not None:
+            try:
+                return data.decode(declared)
+            except (UnicodeError, LookupError, ValueError):
+                pass
+    for fallback in (_codec_for(hint), guess_charset(data)):
+        if fallback and fallback != codec:
+            try:
+                return data.decode(fallback)
+            except (UnicodeError, LookupError, ValueError):
+                pass
+    return data.decode("latin-1")
 
 
 def _decode_b(text: str) -> bytes | None:
-    """Lenient base64 (missing padding, stray characters); None when hopeless."""
+    """Lenient base64 (missing padding, stray characters); None when nothing of it
+    decodes (then it was not an encoded word after all)."""
     data = _NOT_BASE64.sub(b"", text.encode("ascii", "ignore"))
     if len(data) % 4 == 1:
         data = data[:-1]  # a lone trailing character carries no complete byte
+    if not data:
+        return None if text.strip() else b""
     try:
         return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
     except (binascii.Error, ValueError):
@@ -388,8 +452,9 @@ def _decode_b(text: str) -> bytes | None:
 
 
 def _decode_q(text: str) -> bytes | None:
+    """The "Q" encoding: ``_`` is a space, ``=XX`` a byte; a stray ``=`` stays."""
     try:
-        return quoprimime.header_decode(text).encode("latin-1")
+        return binascii.a2b_qp(text.encode("latin-1"), header=True)
     except UnicodeEncodeError:
         return None  # characters above U+00FF: not an encoded word after all
 

@@ -27,9 +27,9 @@ import datetime as dt
 import email
 import email.message
 import email.policy
+import grp
 import os
 import pwd
-import grp
 import re
 import shutil
 import signal
@@ -53,15 +53,23 @@ DOVECOT_CANDIDATES = ("/usr/sbin/dovecot", "/usr/local/sbin/dovecot")
 _APPENDUID_RE = re.compile(rb"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)
 
 
+#: Ports owned by servers of this process even while they are down (a stopped Dovecot comes back
+#: on the same port), so free_port() never hands them to another server in the meantime.
+_RESERVED_PORTS: set[int] = set()
+
+
 def free_port(host: str = LOCALHOST) -> int:
     """Return a TCP port that was free a moment ago on `host`.
 
     The kernel picks it (bind to port 0), so parallel test runs do not collide on a fixed port.
     There is a small race until the server binds it; on loopback that is good enough.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _RESERVED_PORTS:
+            return port
 
 
 def find_dovecot() -> str | None:
@@ -84,7 +92,7 @@ def _tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "<empty>"
 
 
-def _set_pdeathsig() -> None:
+def _child_setup() -> None:
     """Child pre-exec hook: own process group, and SIGTERM when the parent dies.
 
     The process group lets `Dovecot.kill()` take down the master *and* every imap process it
@@ -145,7 +153,7 @@ class Account:
 
 @dataclass(frozen=True)
 class _Identity:
-    """Unix users Dovecot runs as; see `Dovecot._identity` for why they differ as root."""
+    """Unix users Dovecot runs as; see `Dovecot._pick_identity` for why they differ as root."""
 
     mail_uid: int
     mail_gid: int
@@ -191,6 +199,7 @@ class Dovecot:
         self.binary: str = found
         self.host: str = LOCALHOST
         self.port: int = port if port is not None else free_port()
+        _RESERVED_PORTS.add(self.port)
         self.start_timeout = start_timeout
         self.conf_path = self.workdir / "dovecot.conf"
         self.log_path = self.workdir / "dovecot.log"
@@ -204,7 +213,7 @@ class Dovecot:
         self._users: list[str] = []
         self._next_user = 0
         self._probe_password = f"probe-{os.getpid()}-{self.port}"
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._atexit_registered = False
         self._prepared = False
@@ -237,7 +246,7 @@ class Dovecot:
                 stdin=subprocess.DEVNULL,
                 stdout=stderr,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_set_pdeathsig,
+                preexec_fn=_child_setup,
                 close_fds=True,
             )
         finally:
@@ -295,8 +304,12 @@ class Dovecot:
     # ------------------------------------------------------------------ accounts
 
     def new_account(self) -> Account:
-        """Hand out the next never-used user: an empty mailbox, isolated from other tests."""
+        """Hand out the next never-used user: an empty mailbox, isolated from other tests.
+
+        Works before start() too (the account is valid once the server runs).
+        """
         with self._lock:
+            self._prepare()
             if self._next_user >= len(self._users):
                 self._grow_pool()
                 if self.running:
@@ -365,17 +378,16 @@ class Dovecot:
 
     def _prepare(self) -> None:
         """Create the directory tree, the config and the user pool (once; restarts keep them)."""
-        if self._prepared:
-            return
-        ident = self._identity
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.mail_root.mkdir(exist_ok=True)
-        if ident.root:
-            self._make_traversable(self.mail_root)
-        self.conf_path.write_text(self._config_text())
         with self._lock:
+            if self._prepared:
+                return
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self.mail_root.mkdir(exist_ok=True)
+            if self._identity.root:
+                self._make_traversable(self.mail_root)
+            self.conf_path.write_text(self._config_text())
             self._grow_pool()
-        self._prepared = True
+            self._prepared = True
 
     def _make_traversable(self, path: Path) -> None:
         """Give `path` and its ancestors the search bit for others (o+x, not read).
@@ -487,8 +499,10 @@ class Dovecot:
             "    port = 0",
             "  }",
         ]
-        lines.append("}")
+        if not ident.root:
+            lines.append("  chroot =")  # chroot needs root; a rootless Dovecot must not try it
         lines += [
+            "}",
             "service anvil {",
             # Every test logs in from 127.0.0.1, so Dovecot's per-IP auth penalty would make one
             # wrong-password test delay every later login of the session by 2-15 s. The auth
@@ -498,10 +512,8 @@ class Dovecot:
             "  }",
         ]
         if not ident.root:
-            lines.append("  chroot =")  # chroot needs root; a rootless Dovecot must not try it
+            lines.append("  chroot =")
         lines.append("}")
-        if not ident.root:
-            lines += ["service imap-login {", "  chroot =", "}"]
         return "\n".join(lines) + "\n"
 
     def _wait_ready(self) -> None:
@@ -708,6 +720,7 @@ class SmtpSink:
     def __init__(self, host: str = LOCALHOST, port: int | None = None) -> None:
         self.host = host
         self.port: int = port if port is not None else free_port(host)
+        _RESERVED_PORTS.add(self.port)
         self._cond = threading.Condition()
         self._messages: list[SinkMessage] = []
         self._rejected: list[SinkMessage] = []

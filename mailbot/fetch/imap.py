@@ -92,7 +92,20 @@ class ImapSource:
         uids = self.client.search(["UID", f"{after_uid + 1}:*"])
         return sorted(uid for uid in uids if uid > after_uid)
 
+    def _take_new_mail_signals(self) -> bool:
+        """Pop the EXISTS/RECENT notices imaplib collected between commands.
+
+        Mail that lands while we search is announced in the SEARCH response and kept
+        by imaplib; the server does not announce it again once IDLE starts. Cleared
+        before each search and checked before each IDLE, so that mail is never left
+        waiting for the next one.
+        """
+        pending = self.client._imap.untagged_responses  # imaplib's store; no public API
+        found = pending.pop("EXISTS", None) is not None
+        return pending.pop("RECENT", None) is not None or found
+
     def batches(self, after_uid: int) -> Iterator[list[Fetched]]:
+        self._take_new_mail_signals()
         uids = self.pending_uids(after_uid)
         if not uids:
             return
@@ -164,13 +177,20 @@ class ImapSource:
             stop.wait(self.config.poll_interval_s)
             return
         client = self.client
+        if self._take_new_mail_signals():
+            return
         client.idle()
         started = time.monotonic()
         try:
             while not stop.is_set() and time.monotonic() - started < IDLE_RENEW_S:
+                asked = time.monotonic()
                 responses = client.idle_check(timeout=1)
                 if any(_signals_new_mail(r) for r in responses):
                     return
+                if not responses and time.monotonic() - asked < 0.5:
+                    # imapclient answers a closed socket with an immediate empty list
+                    # instead of an error; without this the loop would spin forever.
+                    raise ConnectionError(f"IMAP connection to {self.config.imap_host} closed")
         finally:
             client.idle_done()
 

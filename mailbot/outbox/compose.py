@@ -16,7 +16,7 @@ from email.utils import format_datetime
 
 from mailbot.db.models import Outbox
 from mailbot.outbox.render import Rendered
-from mailbot.tokens import subject_with_token
+from mailbot.tokens import strip_reply_prefixes, subject_with_token
 
 # RFC 3834: what we send on our own initiative says so, and asks other robots not to answer.
 AUTO_SUBMITTED = {
@@ -48,11 +48,12 @@ def compose(
     message["To"] = ", ".join(row.to_addrs)
     if row.cc_addrs:
         message["Cc"] = ", ".join(row.cc_addrs)
+    subject = _one_line(rendered.subject)
     if case_number is not None:
-        subject = subject_with_token(rendered.subject, token_prefix, case_number, reply=False)
-    else:
-        subject = _one_line(rendered.subject) or "(no subject)"
-    message["Subject"] = subject
+        # The template decides whether this reads as a reply ("Re: …"); code owns the token.
+        is_reply = strip_reply_prefixes(subject) != subject.strip()
+        subject = subject_with_token(subject, token_prefix, case_number, reply=is_reply)
+    message["Subject"] = subject or "(no subject)"
     message["Date"] = format_datetime(now)
     message["Message-ID"] = row.message_id
     if row.in_reply_to:

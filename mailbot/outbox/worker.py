@@ -164,7 +164,7 @@ class OutboxWorker:
             case = session.get(Case, row.case_id) if row.case_id else None
             if case is not None:
                 add_event(session, case, "delivery_failed", actor="smtp", at=now,
-                          message_id=row.message_id, kind=row.kind, to=row.to_addrs, error=error)
+                          message_id=row.message_id, mail_kind=row.kind, to=row.to_addrs, error=error)
         log.error("outbox: %s (%s) permanently refused: %s", row.message_id, row.kind, error)
 
 

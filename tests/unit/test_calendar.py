@@ -18,13 +18,13 @@ KYIV = ZoneInfo("Europe/Kyiv")
 NY = ZoneInfo("America/New_York")
 
 
-def at(zone: ZoneInfo, *args: int) -> datetime:
+def at(zone: ZoneInfo, y: int, mo: int, day: int, h: int = 0, mi: int = 0) -> datetime:
     """A local wall time (fold=0) as the aware UTC instant the calendar API speaks."""
-    return datetime(*args, tzinfo=zone).astimezone(UTC)
+    return datetime(y, mo, day, h, mi, tzinfo=zone).astimezone(UTC)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(y: int, mo: int, day: int, h: int = 0, mi: int = 0) -> datetime:
+    return datetime(y, mo, day, h, mi, tzinfo=UTC)
 
 
 def d(text: str) -> Duration:

@@ -64,7 +64,7 @@ demo: venv
 	$(VENV)/bin/mailbot demo
 
 bench: venv system-deps
-	$(VPY) bench/run.py
+	$(VPY) bench/ingest.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .pytest_cache .hypothesis build dist *.egg-info $(VENV_STAMP)

@@ -75,7 +75,7 @@ def handled(func: F) -> F:
         except MailbotError as exc:
             click.echo(f"mailbot: {exc}", err=True)
             sys.exit(1)
-        except click.exceptions.Exit:
+        except (click.exceptions.Exit, click.ClickException):
             raise
         except Exception as exc:
             if debug:

@@ -34,16 +34,16 @@ from mailbot.errors import ConfigError
 
 DEFAULT_PATH = Path("config/mailbot.toml")
 _EMAIL_RE = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$|^[^@\s<>]+@localhost$")
-_INTERVAL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_INTERVAL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 
 
 def parse_interval(text: str) -> timedelta:
-    """Wall-clock intervals for timeouts and polling: "500ms", "30s", "5m", "1h"."""
+    """Wall-clock intervals for timeouts, polling and windows: "500ms", "30s", "5m", "1h", "7d"."""
     match = _INTERVAL_RE.match(text)
     if not match:
         raise ValueError(f"{text!r} is not an interval like '30s', '5m' or '1h'")
     value, unit = float(match.group(1)), match.group(2)
-    seconds = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit] * value
+    seconds = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit] * value
     return timedelta(seconds=seconds)
 
 
@@ -110,6 +110,7 @@ class MailboxConfig(_HasSecret):
     username: str | None = None
     folder: str = "INBOX"
     processed_folder: str | None = None
+    quarantine_folder: str = Field(default="Quarantine", min_length=1)
     path: Path | None = None
     idle: bool = True
     poll_interval: str = "30s"
@@ -248,6 +249,29 @@ class StorageConfig(_Section):
     max_message_size: int = Field(default=50 * 1024 * 1024, ge=1024)
 
 
+class LoopProtectionConfig(_Section):
+    """Limits that stop mail loops the header rules miss (a helpdesk that strips every marker)."""
+
+    max_acks_per_sender: int = Field(default=3, ge=0, le=10000)
+    window: str = "1h"
+    bounce_suppress: str = "7d"
+
+    @field_validator("window", "bounce_suppress")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        if parse_interval(value) <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
+
+    @property
+    def window_td(self) -> timedelta:
+        return parse_interval(self.window)
+
+    @property
+    def bounce_suppress_td(self) -> timedelta:
+        return parse_interval(self.bounce_suppress)
+
+
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -267,6 +291,7 @@ class Config(_Section):
     security: SecurityConfig = SecurityConfig()
     templates: TemplatesConfig = TemplatesConfig()
     storage: StorageConfig = StorageConfig()
+    loop_protection: LoopProtectionConfig = LoopProtectionConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @model_validator(mode="after")

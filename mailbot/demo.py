@@ -9,6 +9,7 @@ an ordinary config file, so every other command can be tried on the result.
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from email.message import EmailMessage
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from mailbot.config import load_config
 from mailbot.daemon import App, run_once
+from mailbot.outbox.render import format_local
 from mailbot.send.directory import eml_name
 from mailbot.views import show_case
 
@@ -118,8 +120,8 @@ def run_demo(directory: Path, echo: Callable[[str], None] = print) -> None:
     echo(f"\n1. Olena wrote to support@: case {case['token']} opened "
          f"(service level {case['service_level']}).")
     echo(f"   acknowledgement written to {rel}/sent/{eml_name(ack['message_id'])}")
-    echo(f"   promised: first answer by {case['preliminary_due']}, "
-         f"detailed by {case['detailed_due']} (UTC)")
+    echo(f"   promised: first answer by {format_local(case['preliminary_due'], case['timezone'])},"
+         f" detailed by {format_local(case['detailed_due'], case['timezone'])}")
 
     # 2. She replies with the token in the subject: same case, no second acknowledgement.
     reply = _mail("Olena Petrenko <olena@customer.example>",
@@ -149,11 +151,19 @@ def run_demo(directory: Path, echo: Callable[[str], None] = print) -> None:
     echo(f"\ncase {case['token']} now holds {len(kinds)} messages ({', '.join(kinds)}); "
          f"{len(sent)} mail(s) went out.")
     echo("\nWhere to look:")
-    echo(f"  mailbot --config {rel}/mailbot.toml cases list")
-    echo(f"  mailbot --config {rel}/mailbot.toml cases show {case['token'].strip('[]')}")
+    command = _command_name()
+    echo(f"  {command} --config {rel}/mailbot.toml cases list")
+    echo(f"  {command} --config {rel}/mailbot.toml cases show {case['token'].strip('[]')}")
     echo(f"  ls {rel}/sent/     (outgoing mail as .eml files)")
     echo(f"  ls {rel}/inbox/cur (processed mail, flagged Seen)")
     app.db.dispose()
+
+
+def _command_name() -> str:
+    """How the user can call mailbot: bare when on PATH, else the venv's script (make demo)."""
+    if shutil.which("mailbot"):
+        return "mailbot"
+    return _relative(Path(sys.executable).parent / "mailbot")
 
 
 def _relative(path: Path) -> str:

@@ -19,7 +19,7 @@ from mailbot.db.session import Database
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
+    return value.isoformat(timespec="seconds").replace("+00:00", "Z") if value else None
 
 
 def _summary(case: Case, messages: int) -> dict[str, Any]:

@@ -2,8 +2,14 @@
 
 Rules run in order; each returns a ``RuleHit`` (with the reason that goes into the
 case's event log) or None. The first hit decides, as in Mailman's chains: own mail
-is dropped before anything else so mailbot can never answer itself, automatic mail
-is recorded but never acknowledged, and only what no rule claims is a customer.
+is dropped before anything else so mailbot can never answer itself, bounces are
+recognised before the generic robot markers (a DSN is also a null-sender mail, but
+it must be matched to the mail it reports on), automatic mail is recorded but never
+acknowledged, and only what no rule claims is a customer. One module per rule, so
+each marker has one place and one test row.
+
+The per-sender acknowledgement rate limit is not a rule here: it depends on what was
+already sent, so it lives with the outbox decision (``classify.rate_limit``).
 """
 
 from __future__ import annotations
@@ -11,7 +17,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mailbot.classify import auto_reply, bounce, own_address
+from mailbot.classify import (
+    auto_submitted,
+    autoresponder,
+    bounce,
+    mailing_list,
+    null_sender,
+    own_address,
+    precedence,
+)
 from mailbot.config import Config
 from mailbot.message import Disposition, Inbound, RuleHit
 
@@ -21,7 +35,11 @@ Rule = Callable[[Inbound, Config], RuleHit | None]
 RULES: tuple[tuple[Rule, str, Disposition], ...] = (
     (own_address.check, "own", Disposition.DROP),
     (bounce.check, "bounce", Disposition.RECORD_ONLY),
-    (auto_reply.check, "auto_reply", Disposition.RECORD_ONLY),
+    (auto_submitted.check, "auto_reply", Disposition.RECORD_ONLY),
+    (autoresponder.check, "auto_reply", Disposition.RECORD_ONLY),
+    (precedence.check, "auto_reply", Disposition.RECORD_ONLY),
+    (mailing_list.check, "auto_reply", Disposition.RECORD_ONLY),
+    (null_sender.check, "auto_reply", Disposition.RECORD_ONLY),
 )
 
 

@@ -1,4 +1,8 @@
-"""Mail from mailbot itself (or carrying its loop marker) must never be answered."""
+"""Mail from mailbot itself (or carrying its loop marker) must never be answered.
+
+Runs first: our own acknowledgement coming back (a BCC, a forward rule, a list that
+echoes) would otherwise look like customer mail and be answered, starting a loop.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ def check(inbound: Inbound, config: Config) -> RuleHit | None:
     if sender in config.own_addresses:
         return RuleHit(NAME, f"sent from mailbot's own address {sender}")
     for value in inbound.headers.get("x-loop", []):
-        if value.strip().lower() in config.own_addresses:
+        marker = value.strip().strip("<>").strip().lower()
+        if marker in config.own_addresses:
             return RuleHit(NAME, f"carries our X-Loop marker {value.strip()}")
     return None

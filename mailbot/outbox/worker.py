@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email import message_from_bytes
+from email.message import EmailMessage
 from email.policy import default
 
 from sqlalchemy import func, select
@@ -74,25 +75,31 @@ class OutboxWorker:
         with self.db.transaction() as session:
             return [claimed.id for claimed in claim_due(session, now, limit)]
 
-    async def _deliver(self, row_id: int, report: FlushReport) -> None:
+    def compose_row(self, row_id: int) -> tuple[Outbox, Case | None, EmailMessage]:
+        """Render and compose one outbox row as it will go on the wire.
+
+        Raises ``TemplateError`` when no template can render it.
+        """
         with self.db.session() as session:
             row = session.get(Outbox, row_id)
             assert row is not None
             case = session.get(Case, row.case_id) if row.case_id else None
             session.expunge_all()
-        now = self.clock.now()
+        rendered = self.renderer.render(row.kind, row.language, row.context)
+        message = compose(
+            row, rendered,
+            from_address=self.config.smtp.from_address,
+            from_name=self.config.smtp.from_name,
+            token_prefix=self.config.cases.token_prefix,
+            case_number=case.number if case else None,
+            now=self.clock.now(),
+        )
+        return row, case, message
+
+    async def _deliver(self, row_id: int, report: FlushReport) -> None:
         try:
-            rendered = self.renderer.render(row.kind, row.language, row.context)
-            message = compose(
-                row, rendered,
-                from_address=self.config.smtp.from_address,
-                from_name=self.config.smtp.from_name,
-                token_prefix=self.config.cases.token_prefix,
-                case_number=case.number if case else None,
-                now=now,
-            )
-            recipients = [*row.to_addrs, *row.cc_addrs]
-            await self.sender.send(message, recipients)
+            row, case, message = self.compose_row(row_id)
+            await self.sender.send(message, [*row.to_addrs, *row.cc_addrs])
         except PermanentSendError as exc:
             report.failed += 1
             await asyncio.to_thread(self._mark_failed, row_id, str(exc))

@@ -284,3 +284,47 @@ def test_mailbot_run_stops_cleanly_on_sigterm(tmp_path: Path, imap_account: Any,
     assert time.monotonic() - started < 5
     assert "mailbot stopped" in err and "Traceback" not in err
 
+
+
+def test_polling_when_idle_is_off(tmp_path: Path, imap_account: Any, smtp_server: Any) -> None:
+    # With idle = false the watcher polls at poll_interval and still acknowledges new mail.
+    app = imap_app(tmp_path, [imap_account], smtp_server, clock=SystemClock(), idle=False,
+                   poll_interval="300ms")
+    daemon, thread = _run_daemon(app)
+    try:
+        imap_append(imap_account, make_message())
+        smtp_server.wait_for(1, timeout=10)
+    finally:
+        daemon.request_stop()
+        thread.join(15)
+    assert not thread.is_alive()
+
+
+def test_resend_after_crash_keeps_message_id(tmp_path: Path, imap_account: Any,
+                                             smtp_server: Any) -> None:
+    # Killed between the SMTP server's 250 and our commit: the resend is the same Message-ID.
+    from mailbot.clock import FixedClock
+    from mailbot.outbox.queue import CLAIM_LEASE, claim_due
+    from factories import T0
+
+    clock = FixedClock(T0)
+    imap_append(imap_account, make_message())
+    app = imap_app(tmp_path, [imap_account], smtp_server, clock=clock)
+    from mailbot.daemon import drain_mailbox
+
+    drain_mailbox(app, app.config.mailboxes[0])
+    worker = app.outbox()
+    with app.db.transaction() as session:
+        (claimed,) = claim_due(session, clock.now())
+    # The "crashed" sender delivered the row but never recorded it.
+    row, _case, message = worker.compose_row(claimed.id)
+    asyncio.run(app.sender().send(message, row.to_addrs))
+    first = smtp_server.wait_for(1)[0].message["Message-ID"]
+    assert asyncio.run(worker.flush()).sent == []  # still leased to the dead sender
+    clock.advance(seconds=CLAIM_LEASE.total_seconds() + 1)
+    report = asyncio.run(worker.flush())
+    second = smtp_server.wait_for(2)[1].message["Message-ID"]
+    assert report.sent == [first] and second == first
+    with app.db.session() as session:
+        (row,) = session.scalars(select(Outbox))
+        assert (row.status, row.attempts) == ("sent", 2)

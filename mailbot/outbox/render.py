@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import operator
-import os
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +32,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel.core import UnknownLocaleError
+from babel.dates import format_datetime
 from jinja2 import StrictUndefined, Template
 from jinja2 import TemplateError as JinjaTemplateError
 from jinja2 import TemplateSyntaxError
@@ -48,7 +49,14 @@ KINDS: tuple[str, ...] = (
 )
 BASE_LANGUAGE = "en"  # ``<kind>.txt.j2`` is English; a missing variant falls back to it
 PARTS = ("txt", "html")
+LOCAL_PATTERN = "EEE d MMM y, HH:mm"  # CLDR; the same shape as the English strftime format
 MAX_OUTPUT = 200_000  # characters one template may produce: a runaway loop is an error
+
+
+def known_kinds(default_dir: Path = DEFAULT_DIR) -> tuple[str, ...]:
+    """The documented kinds plus any other kind a feature ships a default template for."""
+    extra = sorted({p.name.split(".", 1)[0] for p in default_dir.glob("*.txt.j2")} - set(KINDS))
+    return (*KINDS, *extra)
 
 
 @dataclass(frozen=True)
@@ -81,13 +89,20 @@ class TemplateUnavailable(TemplateError):
         self.failures = failures
 
 
-def format_local(value: datetime | str | None, zone: str, fmt: str = "%a %d %b %Y, %H:%M") -> str:
-    """A UTC instant as the customer reads it: in their zone, with the zone named."""
+def format_local(value: datetime | str | None, zone: str, fmt: str = "%a %d %b %Y, %H:%M",
+                 language: str = BASE_LANGUAGE) -> str:
+    """A UTC instant as the customer reads it: in their zone, with the zone named, and with
+    day and month names in their language (CLDR data via Babel: "вт 24 нояб. 2026, 10:00")."""
     if value is None or value == "":
         return ""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     local = value.astimezone(ZoneInfo(zone))
+    if language != BASE_LANGUAGE:
+        try:
+            return f"{format_datetime(local, LOCAL_PATTERN, locale=language)} ({zone})"
+        except (UnknownLocaleError, ValueError):
+            pass  # a language CLDR does not know: English names rather than no date
     return f"{local.strftime(fmt)} ({zone})"
 
 
@@ -173,8 +188,10 @@ class Renderer:
         env = self._html_env if html else self._text_env
         try:
             source = raw.decode("utf-8")
-            template = env.from_string(source)
-            template.filename = str(path)  # type: ignore[attr-defined]
+            # Compiled under its real file name, so errors and tracebacks point at its lines.
+            code = env.compile(source, name=path.name, filename=str(path))
+            template = env.template_class.from_code(env, code, env.make_globals(None), None)
+            template.mailbot_sha256 = sha  # type: ignore[attr-defined]
             loaded = _Loaded(signature, sha, template, None)
         except UnicodeDecodeError as exc:
             loaded = _Loaded(signature, sha, None,
@@ -193,7 +210,8 @@ class Renderer:
         for name, path in self.candidates(kind, language, "txt"):
             for label, attempt in self._versions(name, path, html=False, failures=failures):
                 try:
-                    subject, text = split_subject(_run(attempt, context), label)
+                    subject, text = split_subject(_run(attempt, context), str(path),
+                                                  getattr(attempt, "mailbot_sha256", ""))
                 except TemplateFailureError as exc:
                     self._fail(exc.failure, failures)
                     continue
@@ -271,17 +289,17 @@ class TemplateFailureError(Exception):
 
 def _run(template: Template, context: dict[str, Any]) -> str:
     """Render, turning every way a template can fail into a TemplateFailureError."""
-    path = getattr(template, "filename", None) or "<template>"
+    path = template.filename or "<template>"
+    sha = getattr(template, "mailbot_sha256", "")
     try:
         out = template.render(context)
     except Exception as exc:  # any error in admin code must fall back, never escape
         raise TemplateFailureError(
-            TemplateFailure(path, _template_line(exc, path), _describe(exc), _sha_of(path))
+            TemplateFailure(path, _template_line(exc, path), _describe(exc), sha)
         ) from None
     if len(out) > MAX_OUTPUT:
         raise TemplateFailureError(
-            TemplateFailure(path, None, f"output longer than {MAX_OUTPUT} characters",
-                            _sha_of(path)))
+            TemplateFailure(path, None, f"output longer than {MAX_OUTPUT} characters", sha))
     return out
 
 
@@ -303,20 +321,12 @@ def _template_line(exc: BaseException, path: str) -> int | None:
     return line
 
 
-def _sha_of(path: str) -> str:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return ""
-
-
-def split_subject(rendered: str, filename: str) -> tuple[str, str]:
+def split_subject(rendered: str, filename: str, sha256: str = "") -> tuple[str, str]:
     """Separate the ``Subject:`` first line from the body; the subject is one line."""
     head, _, body = rendered.lstrip("\n").partition("\n")
     if not head.lower().startswith("subject:"):
         raise TemplateFailureError(TemplateFailure(
-            filename.removesuffix(" (last good version)"), 1,
-            "the first line must be 'Subject: …'", _sha_of(filename)))
+            filename, 1, "the first line must be 'Subject: …'", sha256))
     subject = one_line(head[len("subject:"):])
     return subject, body.lstrip("\n")
 
@@ -337,14 +347,13 @@ def render_strict(path: Path, context: dict[str, Any]) -> tuple[str, str | None]
     try:
         out = _run(loaded.template, context)
         if path.name.endswith(".txt.j2"):
-            split_subject(out, str(path))
+            split_subject(out, str(path), loaded.sha256)
     except TemplateFailureError as exc:
         return "", f"{exc.failure.location()}: {exc.failure.message}"
     return out, None
 
 
 __all__ = [
-    "BASE_LANGUAGE", "DEFAULT_DIR", "KINDS", "PARTS", "Rendered", "Renderer", "TemplateFailure",
+    "BASE_LANGUAGE", "DEFAULT_DIR", "KINDS", "known_kinds", "PARTS", "Rendered", "Renderer", "TemplateFailure",
     "TemplateUnavailable", "format_local", "one_line", "render_strict", "split_subject",
 ]
-_ = os  # os is used by tests through monkeypatching paths; keep import explicit

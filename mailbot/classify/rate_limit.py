@@ -33,7 +33,13 @@ def acks_in_window(session: Session, address: str, received_at: datetime, config
 
 def ack_refusal(session: Session, address: str, received_at: datetime,
                 config: Config) -> str | None:
-    """Why no acknowledgement may go to ``address`` now, or None when one may."""
+    """Why no acknowledgement may go to ``address`` now, or None when one may.
+
+    Also refuses mailbot's own addresses: a customer mail whose ``Reply-To`` names
+    the support address would otherwise have mailbot write to itself.
+    """
+    if address.lower() in config.own_addresses:
+        return f"the reply address {address} is mailbot's own"
     limit = config.loop_protection.max_acks_per_sender
     sent = acks_in_window(session, address, received_at, config)
     if sent >= limit:

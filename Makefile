@@ -1,8 +1,10 @@
 # mailbot developer and CI entry points. `make test` is what CI runs (via .ci/run).
 #
 #   make venv          .venv with mailbot installed editable plus the test extras
-#   make system-deps   Dovecot (dovecot-imapd) for the integration tests, without starting its service
-#   make test          venv + system-deps, then pytest; extra args: make test PYTEST_ARGS='-k idle -x'
+#   make system-deps   Dovecot (dovecot-imapd) for the integration tests, without starting its service,
+#                      and systemd-analyze (systemd) for the unit test
+#   make postgres      make sure the PostgreSQL server on 127.0.0.1:5432 runs (starts a stopped cluster)
+#   make test          venv + system-deps + postgres, then pytest; extra args: make test PYTEST_ARGS='-k idle -x'
 #   make demo | bench | clean | distclean
 
 SHELL := /bin/bash
@@ -16,7 +18,7 @@ VPY         := $(VENV)/bin/python
 VENV_STAMP  := $(VENV)/.mailbot-installed
 PYTEST_ARGS ?=
 
-.PHONY: venv system-deps test demo bench clean distclean
+.PHONY: venv system-deps postgres test demo bench clean distclean
 
 venv: $(VENV_STAMP)
 
@@ -31,13 +33,16 @@ $(VENV_STAMP): pyproject.toml | $(VPY)
 # system-wide service on install; a temporary policy-rc.d that exits 101 forbids that (the tests
 # start private instances themselves). An existing policy-rc.d is kept and left as it was.
 system-deps:
-	@if command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ]; then \
-		echo "system-deps: dovecot present ($$(PATH="$$PATH:/usr/sbin" dovecot --version))"; \
+	@missing=""; \
+	if ! command -v dovecot >/dev/null 2>&1 && [ ! -x /usr/sbin/dovecot ]; then missing="dovecot-imapd"; fi; \
+	if ! command -v systemd-analyze >/dev/null 2>&1; then missing="$$missing systemd"; fi; \
+	if [ -z "$$missing" ]; then \
+		echo "system-deps: dovecot present ($$(PATH="$$PATH:/usr/sbin" dovecot --version)), systemd-analyze present"; \
 		exit 0; \
 	fi; \
 	if [ "$$(id -u)" != 0 ]; then \
-		echo "system-deps: dovecot is missing and installing it needs root:" >&2; \
-		echo "    sudo apt-get install dovecot-imapd    (then stop/disable its service if you like)" >&2; \
+		echo "system-deps: missing$$missing; installing needs root:" >&2; \
+		echo "    sudo apt-get install$$missing    (then stop/disable dovecot's service if you like)" >&2; \
 		if [ "$${CI:-}" = true ]; then exit 1; fi; \
 		echo "system-deps: continuing; the Dovecot integration tests will be skipped" >&2; \
 		exit 0; \
@@ -50,12 +55,26 @@ system-deps:
 		created_policy=yes; \
 	fi; \
 	trap 'if [ "$$created_policy" = yes ]; then rm -f /usr/sbin/policy-rc.d; fi' EXIT; \
-	echo "system-deps: installing dovecot-imapd"; \
+	echo "system-deps: installing$$missing"; \
 	apt-get update -q; \
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends dovecot-imapd; \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	/usr/sbin/dovecot --version
 
-test: venv system-deps
+# The PostgreSQL tests use the server this machine kind runs on 127.0.0.1:5432 (trust auth,
+# database `test`); when its cluster is installed but stopped, start it (as root).
+postgres:
+	@if command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 -p 5432; then \
+		echo "postgres: 127.0.0.1:5432 accepts connections"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then \
+		for version in $$(ls /etc/postgresql); do \
+			pg_ctlcluster --skip-systemctl-redirect $$version main start || true; done; \
+	fi; \
+	if command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 -p 5432 -t 10; then \
+		echo "postgres: started"; exit 0; fi; \
+	echo "postgres: no server on 127.0.0.1:5432 (set MAILBOT_TEST_PG to another URL)" >&2; \
+	if [ "$${CI:-}" = true ]; then exit 1; fi
+
+test: venv system-deps postgres
 	@rc=0; $(VPY) -m pytest -q $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure" >&2; fi; \
 	exit $$rc

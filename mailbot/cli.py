@@ -232,6 +232,160 @@ def cases_show(obj: Ctx, case_id: str, as_json: bool) -> None:
         click.echo(views.case_text(detail))
 
 
+@cli.group()
+def quarantine() -> None:
+    """Mail that could not be processed: list it, retry it after a fix."""
+
+
+@quarantine.command("list")
+@click.option("--status", type=click.Choice(["held", "retried"]), help="Only this status.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+@handled
+def quarantine_list(obj: Ctx, status: str | None, as_json: bool) -> None:
+    """List quarantined mail with the reason, newest first.
+
+    \b
+    Example:
+      mailbot quarantine list
+      mailbot quarantine list --status held --json | jq '.[].reason'
+    """
+    from mailbot.quarantine import list_quarantine, quarantine_table
+
+    rows = list_quarantine(obj.app().db, status)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        click.echo(quarantine_table(rows))
+
+
+@quarantine.command("retry")
+@click.argument("quarantine_id", type=int)
+@click.pass_obj
+@handled
+def quarantine_retry(obj: Ctx, quarantine_id: int) -> None:
+    """Run a quarantined message through the pipeline again (after a fix).
+
+    QUARANTINE_ID is the ID shown by `mailbot quarantine list`. Exits 1 when the
+    message fails again; it then stays quarantined with the new reason.
+
+    \b
+    Example:
+      mailbot quarantine retry 7
+    """
+    from mailbot.quarantine import retry
+
+    app = obj.app()
+    result = retry(app.pipeline, app.db, quarantine_id)
+    outcome = result.outcome
+    if not result.ok:
+        click.echo(f"mailbot: quarantined message {quarantine_id} failed again: {outcome.reason}",
+                   err=True)
+        sys.exit(1)
+    where = f" → case {outcome.case_token}" if outcome.case_token else ""
+    click.echo(f"quarantined message {quarantine_id}: {outcome.status}{where}"
+               + (" (acknowledgement queued)" if outcome.ack_queued else "")
+               + (f"; {outcome.reason}" if outcome.reason else ""))
+
+
+@cli.group()
+def templates() -> None:
+    """Check and preview the admin-editable mail templates."""
+
+
+@templates.command("check")
+@click.pass_obj
+@handled
+def templates_check(obj: Ctx) -> None:
+    """Load every template and render it with sample data, for every language.
+
+    Prints one line per template and language; on a problem prints FILE:LINE: MESSAGE
+    and exits 1.
+
+    \b
+    Example:
+      mailbot --config /etc/mailbot/mailbot.toml templates check
+    """
+    from mailbot.templates_cli import check_templates
+
+    report = check_templates(obj.config())
+    for line in report.lines:
+        click.echo(line)
+    for error in report.errors:
+        click.echo(error, err=True)
+    if not report.ok:
+        click.echo(f"mailbot: {len(report.errors)} template problem(s)", err=True)
+        sys.exit(1)
+    click.echo("all templates ok")
+
+
+@templates.command("preview")
+@click.argument("name")
+@click.option("--case", "case_id", metavar="ID", help="Use this case's data (number or token).")
+@click.option("--lang", metavar="xx", help="Language variant (default: the case's, else the "
+              "configured default).")
+@click.pass_obj
+@handled
+def templates_preview(obj: Ctx, name: str, case_id: str | None, lang: str | None) -> None:
+    """Print one mail as it would be sent: headers, then the body.
+
+    NAME is a mail kind: ack, manager_new_case, relay, followup, reminder, escalation,
+    closed. Without --case the sample data of `templates check` is used.
+
+    \b
+    Example:
+      mailbot templates preview ack --lang uk
+      mailbot templates preview ack --case SUP-12
+    """
+    from mailbot.outbox.render import known_kinds
+    from mailbot.templates_cli import case_context, preview
+
+    if name not in known_kinds():
+        raise click.BadParameter(f"{name!r} is not one of {', '.join(known_kinds())}",
+                                 param_hint="NAME")
+    if lang is not None and not (len(lang) == 2 and lang.isalpha() and lang.islower()):
+        raise click.BadParameter(f"{lang!r} is not a two-letter code", param_hint="--lang")
+    if case_id is None:
+        config = obj.config()
+        from mailbot.clock import SystemClock
+
+        click.echo(preview(config, name, lang, SystemClock().now(),
+                           warn=lambda line: click.echo(line, err=True)))
+        return
+    app = obj.app()
+    with app.db.session() as session:
+        loaded = case_context(session, app.config, name, case_id, lang)
+    click.echo(preview(app.config, name, lang, app.clock.now(), case_loader=lambda: loaded,
+                       warn=lambda line: click.echo(line, err=True)))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+@handled
+def doctor(obj: Ctx, as_json: bool) -> None:
+    """Check config, database, IMAP, SMTP and templates; say precisely what is wrong.
+
+    One line per check, `ok` or `FAIL` with the reason. Logs in and looks, sends no
+    mail. Exit 0 if all is well, 1 if a check failed, 2 if the config is unusable.
+
+    \b
+    Example:
+      mailbot --config /etc/mailbot/mailbot.toml doctor
+      mailbot doctor --json | jq '.checks[] | select(.ok | not)'
+    """
+    from mailbot.doctor import run_doctor
+
+    echo = None if as_json else (lambda check: click.echo(check.line()))
+    report = run_doctor(obj.config_path, on_check=echo or (lambda _c: None))
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2, ensure_ascii=False))
+    if not report.config_ok:
+        sys.exit(2)
+    if not report.ok:
+        sys.exit(1)
+
+
 @cli.command()
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("demo"),
               show_default=True, help="Where the demo keeps its mailbox, outgoing mail and database.")
@@ -248,6 +402,64 @@ def demo(directory: Path) -> None:
     from mailbot.demo import run_demo
 
     run_demo(directory, echo=click.echo)
+
+
+@cli.group()
+def schedule() -> None:
+    """Scheduled work: SLA reminders and escalations, follow-ups, digests."""
+
+
+@schedule.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+@handled
+def schedule_list(obj: Ctx, as_json: bool) -> None:
+    """Pending jobs with their due time in UTC and local to whom they reach.
+
+    \b
+    Example:
+      mailbot schedule list
+      mailbot schedule list --json | jq '.[] | select(.kind == "followup")'
+    """
+    from mailbot import views
+
+    app = obj.app()
+    rows = views.list_jobs(app.db, app.config)
+    click.echo(json.dumps(rows, indent=2) if as_json else views.jobs_table(rows))
+
+
+@cli.group()
+def report() -> None:
+    """Reports on how the promises to customers are kept."""
+
+
+@report.command("sla")
+@click.option("--since", metavar="DATE", help="Only cases opened on or after this date (ISO).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--now", metavar="ISO", help="Judge pending/late as of this instant.")
+@click.pass_obj
+@handled
+def report_sla(obj: Ctx, since: str | None, as_json: bool, now: str | None) -> None:
+    """Per service level, organization and manager: preliminary and detailed answers on
+    time / late / pending, median and p90 working hours to each.
+
+    \b
+    Example:
+      mailbot report sla --since 2026-11-01
+      mailbot report sla --json | jq '.manager'
+    """
+    from mailbot.daemon import parse_now
+    from mailbot.reports import report_text, sla_report
+    from mailbot.schedule.deadlines import Deadlines
+
+    try:
+        since_at = parse_now(since) if since else None
+        now_at = parse_now(now) if now else None
+    except ValueError:
+        raise click.BadParameter("expected an ISO date or instant, e.g. 2026-11-01")
+    app = obj.app()
+    data = sla_report(app.db, Deadlines(app.config), now_at or app.clock.now(), since_at)
+    click.echo(json.dumps(data, indent=2) if as_json else report_text(data))
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from datetime import time as dt_time
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
@@ -137,6 +138,8 @@ class MailboxConfig(_HasSecret):
                 raise ValueError("imap_ssl and imap_starttls are mutually exclusive")
         elif self.path is None:
             raise ValueError("path is required for a maildir mailbox")
+        if self.quarantine_folder in (self.folder, self.processed_folder):
+            raise ValueError("quarantine_folder must differ from folder and processed_folder")
         return self
 
     @property
@@ -163,8 +166,9 @@ class SmtpConfig(_HasSecret):
     timeout: str = "30s"
     retry_max_delay: str = "15m"
     stuck_warning_after: str = "10m"
+    claim_lease: str = "5m"
 
-    @field_validator("timeout", "retry_max_delay", "stuck_warning_after")
+    @field_validator("timeout", "retry_max_delay", "stuck_warning_after", "claim_lease")
     @classmethod
     def _interval(cls, value: str) -> str:
         parse_interval(value)
@@ -216,17 +220,6 @@ class ServiceLevelConfig(_Section):
         return self
 
 
-class DefaultsConfig(_Section):
-    service_level: str = "standard"
-    timezone: str = "UTC"
-    language: str = Field(default="en", pattern=r"^[a-z]{2}$")
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        return _check_zone(value)
-
-
 def _check_zone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -235,13 +228,107 @@ def _check_zone(value: str) -> str:
     return value
 
 
+Zone = Annotated[str, AfterValidator(_check_zone)]
+Language = Annotated[str, Field(pattern=r"^[a-z]{2}$")]
+
+
+class DefaultsConfig(_Section):
+    service_level: str = "standard"
+    timezone: Zone = "UTC"
+    language: Language = "en"
+
+
 class SecurityConfig(_Section):
     secret_env: str | None = None
     secret_file: Path | None = None
+    # authserv-ids of our own border MTA, whose Authentication-Results (dkim=pass) we believe
+    trusted_authserv_ids: list[str] = Field(default_factory=list)
+
+
+class EscalationConfig(_Section):
+    """Who hears about a missed deadline, and when the manager is reminded before it."""
+
+    address: Email | None = None  # escalation at the deadline goes here (and to the manager)
+    supervisor: Email | None = None  # ... and here if still unanswered `supervisor_after` later
+    supervisor_after: str = "4h"  # working time of the case's service level
+    reminder_at: float = Field(default=0.75, gt=0, lt=1)  # share of the window before reminding
+
+    @field_validator("supervisor_after")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        from mailbot.schedule.calendar import parse_duration
+
+        parse_duration(value)
+        return value
+
+
+class FollowupConfig(_Section):
+    """The overnight follow-up: when it reaches the customer, in the customer's zone."""
+
+    enabled: bool = True
+    local_time: str = Field(default="08:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    min_gap: str = "6h"  # wall-clock time between the customer's message and the follow-up
+    digest: bool = True  # managers get a morning digest of what came in during their night
+    # Follow-ups in a row with no answer from the team in between: a robot that answers
+    # every follow-up must not get one every morning for ever.
+    max_unanswered: int = Field(default=2, ge=1)
+
+    @field_validator("min_gap")
+    @classmethod
+    def _gap(cls, value: str) -> str:
+        parse_interval(value)
+        return value
+
+    @property
+    def time(self) -> dt_time:
+        hours, minutes = self.local_time.split(":")
+        return dt_time(int(hours), int(minutes))
+
+    @property
+    def gap(self) -> timedelta:
+        return parse_interval(self.min_gap)
+
+
+class ManagerConfig(_Section):
+    """A person who answers cases from their own mail client."""
+
+    email: Email
+    name: str = ""
+    timezone: Zone = "UTC"
+    language: Language = "en"
+
+    @field_validator("name")
+    @classmethod
+    def _single_line(cls, value: str) -> str:
+        if any(c in value for c in "\r\n"):
+            raise ValueError("must be a single line")
+        return value
+
+
+class OrganizationConfig(_Section):
+    """A customer organization: who its people are, their manager and their service level."""
+
+    name: str = Field(min_length=1)
+    domains: list[str] = Field(min_length=1)  # "acme.example" or a full address "ceo@acme.example"
+    service_level: str | None = None
+    manager: str | None = None  # the email or name of a [[managers]] entry
+    timezone: Zone | None = None
+    language: Language | None = None
+
+    @field_validator("domains")
+    @classmethod
+    def _lower(cls, value: list[str]) -> list[str]:
+        cleaned = [d.strip().lower().lstrip("@") for d in value]
+        for domain in cleaned:
+            if not domain or " " in domain or "." not in domain.rpartition("@")[2]:
+                raise ValueError(f"{domain!r} is neither a domain nor an address")
+        return cleaned
 
 
 class TemplatesConfig(_Section):
     dir: Path = Path("templates")
+    # Who is told (once per broken file version) that a template failed and a fallback was used.
+    admin_address: Email | None = None
 
 
 class StorageConfig(_Section):
@@ -289,6 +376,10 @@ class Config(_Section):
     )
     defaults: DefaultsConfig = DefaultsConfig()
     security: SecurityConfig = SecurityConfig()
+    escalation: EscalationConfig = EscalationConfig()
+    followup: FollowupConfig = FollowupConfig()
+    managers: list[ManagerConfig] = Field(default_factory=list)
+    organizations: list[OrganizationConfig] = Field(default_factory=list)
     templates: TemplatesConfig = TemplatesConfig()
     storage: StorageConfig = StorageConfig()
     loop_protection: LoopProtectionConfig = LoopProtectionConfig()
@@ -305,7 +396,28 @@ class Config(_Section):
                 f"defaults.service_level: {self.defaults.service_level!r} is not defined "
                 f"under [service_levels] (have: {', '.join(sorted(self.service_levels))})"
             )
+        emails = [m.email for m in self.managers]
+        if len(set(emails)) != len(emails):
+            raise ValueError("managers: the same email is listed twice")
+        if self.managers and not (self.security.secret_env or self.security.secret_file):
+            raise ValueError("security: secret_env or secret_file is required when [[managers]] "
+                             "are configured (it signs the notifications managers reply to)")
+        for index, org in enumerate(self.organizations):
+            if org.service_level and org.service_level not in self.service_levels:
+                raise ValueError(f"organizations[{index}].service_level: {org.service_level!r} "
+                                 "is not defined under [service_levels]")
+            if org.manager and self.find_manager(org.manager) is None:
+                raise ValueError(f"organizations[{index}].manager: {org.manager!r} is not the "
+                                 "email or name of any [[managers]] entry")
         return self
+
+    def find_manager(self, ident: str) -> ManagerConfig | None:
+        """A manager by email or (case-insensitive) name, as in ``#assign`` and the config."""
+        wanted = ident.strip().strip("<>").lower()
+        for manager in self.managers:
+            if manager.email == wanted or (manager.name and manager.name.lower() == wanted):
+                return manager
+        return None
 
     @cached_property
     def own_addresses(self) -> frozenset[str]:

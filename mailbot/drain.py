@@ -6,11 +6,14 @@ IMAP messages flagged or moved. A crash before the commit re-fetches the batch
 (and the idempotency key makes that harmless); a crash after it leaves messages
 whose ``imap_done`` is false, which the next drain flags before fetching more.
 A changed UIDVALIDITY resets the checkpoint; the idempotency key keeps the
-re-fetch from duplicating anything.
+re-fetch from duplicating anything. Quarantined mail is moved (never deleted) to
+the mailbox's ``quarantine_folder`` after the commit, so it is in one place for a
+person and is never read again by the daemon; ``mailbot quarantine retry`` re-runs it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable
@@ -18,7 +21,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
 
-from mailbot.db.models import MailboxState, Message
+from mailbot.db.models import MailboxState, Message, Quarantine
 from mailbot.db.session import Database
 from mailbot.fetch import Fetched, MailSource
 from mailbot.pipeline import Outcome, PipelineContext, parse_raw, process
@@ -62,9 +65,10 @@ def drain(
                 )
         report.outcomes.extend(outcomes)
         notify()
-        # Quarantined mail stays where it is, unflagged, for a person to look at.
         done = [item for item, outcome in zip(batch, outcomes) if outcome.status != "quarantined"]
+        held = [item for item, outcome in zip(batch, outcomes) if outcome.status == "quarantined"]
         _mark_done(db, source, done)
+        _move_quarantined(db, source, held)
         if stop is not None and stop.is_set():
             break
     return report
@@ -101,6 +105,18 @@ def _finish_pending(db: Database, source: MailSource) -> None:
                 Message.direction == "in",
             )
         ))
+    with db.session() as session:
+        held = list(session.scalars(
+            select(Quarantine.uid).where(
+                Quarantine.mailbox == source.name, Quarantine.folder == source.folder,
+                Quarantine.uidvalidity == source.uidvalidity, Quarantine.moved_to.is_(None),
+                Quarantine.status == "held", Quarantine.uid.is_not(None),
+            )
+        ))
+    move = getattr(source, "quarantine_uids", None)
+    if held and move is not None:
+        log.info("mailbox %s: moving %d quarantined messages left behind", source.name, len(held))
+        _set_moved(db, source, held, move([uid for uid in held if uid is not None]))
     if uids:
         log.info("mailbox %s: finishing IMAP flags of %d committed messages", source.name, len(uids))
         mark = getattr(source, "mark_uids_done", None)
@@ -115,6 +131,40 @@ def _mark_done(db: Database, source: MailSource, items: list[Fetched]) -> None:
     source.mark_done(items)
     uids = [item.delivery.uid for item in items if item.delivery.uid is not None]
     _set_done(db, source, uids)
+
+
+def _move_quarantined(db: Database, source: MailSource, items: list[Fetched]) -> None:
+    """Take quarantined mail out of the watched folder, after the commit that recorded it.
+
+    Out of the way so a person sees it in one place and no pass reads it again (a
+    Maildir has no checkpoint: left in ``new/`` it would be re-read for ever).
+    """
+    if not items:
+        return
+    where = source.quarantine(items)
+    if where is None:
+        return
+    shas = [hashlib.sha256(item.raw).hexdigest() for item in items]
+    with db.transaction() as session:
+        session.execute(
+            update(Quarantine)
+            .where(Quarantine.mailbox == source.name, Quarantine.raw_sha256.in_(shas),
+                   Quarantine.moved_to.is_(None))
+            .values(moved_to=where)
+        )
+
+
+def _set_moved(db: Database, source: MailSource, uids: list[int], where: str | None) -> None:
+    if not uids or where is None or source.uidvalidity is None:
+        return
+    with db.transaction() as session:
+        session.execute(
+            update(Quarantine)
+            .where(Quarantine.mailbox == source.name, Quarantine.folder == source.folder,
+                   Quarantine.uidvalidity == source.uidvalidity, Quarantine.uid.in_(uids),
+                   Quarantine.moved_to.is_(None))
+            .values(moved_to=where)
+        )
 
 
 def _set_done(db: Database, source: MailSource, uids: list[int]) -> None:

@@ -256,6 +256,25 @@ def _usable_address(addr: str) -> bool:
     )
 
 
+_ENCODED_WORD_RE = re.compile(r"=\?[^?\s]{1,64}\?[bBqQ]\?[^?]*\?=")
+_SHIELD = re.compile(r"mbotew(\d+)mbotew")
+
+
+def _shield_encoded_words(value: str, words: list[str]) -> str:
+    """Hide encoded words from the address parser as quoted strings.
+
+    Their encoded text may hold ``:``, ``@`` or ``,`` ("=?utf-8?q?Bcc:_x@evil?=") that
+    ``getaddresses`` would read as group syntax or a second address; names are
+    put back and decoded after parsing.
+    """
+
+    def hide(match: re.Match[str]) -> str:
+        words.append(match.group(0))
+        return f'"mbotew{len(words) - 1}mbotew"'
+
+    return _ENCODED_WORD_RE.sub(hide, value)
+
+
 def _addresses(values: list[str], *, _retry: bool = True) -> list[Address]:
     """Mailboxes of address header values (already unfolded and 8-bit decoded).
 
@@ -271,10 +290,12 @@ def _addresses(values: list[str], *, _retry: bool = True) -> list[Address]:
     if not values:
         return []
     result: list[Address] = []
-    for name, addr in getaddresses(values):
+    words: list[str] = []
+    for name, addr in getaddresses([_shield_encoded_words(v, words) for v in values]):
         addr = addr.strip().lower()
-        if not _usable_address(addr):
+        if not _usable_address(addr) or _SHIELD.search(addr):
             continue
+        name = _SHIELD.sub(lambda m: words[int(m.group(1))], name)
         name = _single_line(_clean(decode_encoded_words(name))).strip("\"' ") if name else ""
         if name.lower() == addr:
             name = ""

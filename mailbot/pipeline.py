@@ -12,60 +12,34 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailbot import bounces
+from mailbot.assign import Assignment, assign
 from mailbot.classify import Classification, classify
-from mailbot.clock import Clock
-from mailbot.config import Config
+from mailbot.config import Config, ManagerConfig
+from mailbot.context import Delivery, Outcome, PipelineContext
 from mailbot.db.models import Attachment, Case, Message, Quarantine
 from mailbot.errors import ParseError
-from mailbot.message import Disposition, Inbound
+from mailbot.language import LanguageChoice, choose_language
+from mailbot.message import Disposition, Inbound, RuleHit
 from mailbot.parse import parse
-from mailbot.schedule.deadlines import Deadlines
-from mailbot.store.blobs import BlobStore
-from mailbot.store.cases import add_event, add_participant, add_thread_refs, open_case
+from mailbot.react import Arrival, react
+from mailbot.schedule.zones import ZoneChoice, resolve_zone
+from mailbot.staff import StaffAuth, authenticate
+from mailbot.store.cases import case_by_number, open_case
 from mailbot.thread import ThreadDecision, thread
-from mailbot.outbox.queue import enqueue
-from mailbot.outbox.render import format_local
 from mailbot.tokens import clean_subject
+
+__all__ = ["Delivery", "Outcome", "PipelineContext", "STAGES", "parse_raw", "process",
+           "quarantine"]
 
 log = logging.getLogger("mailbot.pipeline")
 
 STAGES = ("parse", "classify", "thread", "store", "react")
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """Where a raw message came from: enough to find it again in the mailbox."""
-
-    mailbox: str
-    folder: str = ""
-    uidvalidity: int | None = None
-    uid: int | None = None
-    received_at: datetime | None = None  # IMAP INTERNALDATE: the customer's clock starts here
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: str  # stored | duplicate | dropped | quarantined
-    message_id: str = ""
-    case_token: str | None = None
-    new_case: bool = False
-    classification: str = ""
-    ack_queued: bool = False
-    reason: str = ""
-
-
-@dataclass
-class PipelineContext:
-    config: Config
-    blobs: BlobStore
-    clock: Clock
-    deadlines: Deadlines
 
 
 def parse_raw(raw: bytes, delivery: Delivery, config: Config) -> Inbound | ParseError:
@@ -114,7 +88,8 @@ def quarantine(ctx: PipelineContext, session: Session, raw: bytes, delivery: Del
         session.add(Quarantine(
             mailbox=delivery.mailbox, folder=delivery.folder, uidvalidity=delivery.uidvalidity,
             uid=delivery.uid, raw_sha256=sha, size=len(raw), reason=reason[:2000],
-            status="held", created_at=ctx.clock.now(),
+            status="held", created_at=ctx.clock.now(), received_at=delivery.received_at,
+            retries=0,
         ))
     log.warning("quarantined message uid=%s mailbox=%s: %s", delivery.uid, delivery.mailbox, reason)
     return Outcome("quarantined", reason=reason)
@@ -137,13 +112,33 @@ def _process(ctx: PipelineContext, session: Session, raw: bytes, inbound: Inboun
         return Outcome("dropped", inbound.message_id, classification=verdict.kind,
                        reason=verdict.reason)
 
+    manager, auth = _authenticate_staff(ctx, inbound, verdict)
+    if auth is not None and auth.ok:
+        verdict = Classification("staff", Disposition.RECORD_ONLY,
+                                 [RuleHit("staff", f"{auth.method}: {auth.reason}")])
     decision = thread(session, inbound, config.cases.token_prefix)
+    if auth is not None and auth.ok and auth.case_number is not None:
+        # The signature names the case; a token in the subject cannot redirect staff mail.
+        decision = ThreadDecision(case_by_number(session, auth.case_number), "staff",
+                                  auth.reason)
     received_at = inbound.received_at or now
     sender = inbound.from_addr
+    report: bounces.DeliveryReport | None = None
+    reported: bounces.ReportedMail | None = None
+    if verdict.kind == "bounce":
+        # A bounce belongs to the case of the mail it reports on, whatever its subject says.
+        report = bounces.read_report(raw, inbound, config.smtp.from_address.partition("@")[2])
+        reported = bounces.find_reported(session, report)
+        if reported is not None:
+            decision = ThreadDecision(reported.case, "bounce",
+                                      f"delivery report on {reported.message_id}")
     case = decision.case
     new_case = False
+    language: LanguageChoice | None = None
+    assignment: Assignment | None = None
+    zone: ZoneChoice | None = None
     if case is None and verdict.disposition is Disposition.ACKNOWLEDGE:
-        case = _open(ctx, session, inbound, delivery, received_at)
+        case, language, assignment, zone = _open(ctx, session, inbound, delivery, received_at)
         new_case = True
 
     ctx.blobs.put_raw(raw, inbound.raw_sha256)
@@ -171,36 +166,31 @@ def _process(ctx: PipelineContext, session: Session, raw: bytes, inbound: Inboun
         return Outcome("stored", inbound.message_id, classification=verdict.kind,
                        reason=f"{verdict.reason}; {decision.reason}")
 
-    add_thread_refs(session, case.id, [inbound.message_id])
-    _record_events(session, case, message, inbound, verdict, decision, new_case, received_at)
-    if sender and verdict.disposition is Disposition.ACKNOWLEDGE:
-        role = "customer" if sender.email == case.customer_email else "cc"
-        if add_participant(session, case, sender.email, sender.name, role, received_at):
-            if not new_case:
-                add_event(session, case, "participant_added", actor=sender.email, at=now,
-                          email=sender.email, reason="wrote to the case")
-        if new_case:
-            for cc in inbound.cc:
-                if cc.email not in config.own_addresses and cc.email != sender.email:
-                    add_participant(session, case, cc.email, cc.name, "cc", received_at)
-        case.last_customer_at = received_at
-    case.updated_at = now
-
-    ack_queued = False
-    if new_case:
-        ack_queued = _queue_ack(ctx, session, case, inbound, message, now)
-    log.info("message %s → %s (%s, %s)%s", inbound.message_id, case.token, verdict.kind,
-             decision.how, " ack queued" if ack_queued else "")
-    return Outcome("stored", inbound.message_id, case.token, new_case, verdict.kind, ack_queued,
-                   decision.reason)
+    return react(ctx, session, Arrival(
+        inbound=inbound, message=message, case=case, verdict=verdict, decision=decision,
+        new_case=new_case, received_at=received_at, language=language, zone=zone,
+        assignment=assignment, manager=manager, auth=auth, report=report, reported=reported,
+    ), now)
 
 
 def _open(ctx: PipelineContext, session: Session, inbound: Inbound, delivery: Delivery,
-          received_at: datetime) -> Case:
+          received_at: datetime) -> tuple[Case, LanguageChoice, Assignment, ZoneChoice]:
+    """Open a case; returns it with the language chosen for it and why (for the event log)."""
     config = ctx.config
+    # Seam: customer records and organizations (later issues) pass their language settings
+    # here; until then only detection from the customer's text and the default remain.
     sender = inbound.from_addr
-    level = config.defaults.service_level
-    zone = config.defaults.timezone
+    assignment = assign(session, config, sender.email if sender else "")
+    organization = assignment.organization
+    language = choose_language(customer=None,
+                               organization=organization.language if organization else None,
+                               text=f"{inbound.subject}\n{inbound.text}",
+                               default=config.defaults.language)
+    level = assignment.service_level
+    zone = resolve_zone(customer=None,
+                        organization=organization.timezone if organization else None,
+                        sent_at=inbound.date, email=sender.email if sender else "",
+                        default=config.defaults.timezone)
     preliminary, detailed = ctx.deadlines.for_new_case(level, received_at)
     case = open_case(
         session,
@@ -210,71 +200,30 @@ def _open(ctx: PipelineContext, session: Session, inbound: Inbound, delivery: De
         customer_email=sender.email if sender else "",
         customer_name=sender.name if sender else "",
         service_level=level,
-        language=config.defaults.language,
-        timezone=zone,
-        timezone_source="default",
+        language=language.language,
+        timezone=zone.zone,
+        timezone_source=zone.source,
         opened_at=received_at,
         preliminary_due=preliminary,
         detailed_due=detailed,
     )
-    return case
+    case.manager_email = assignment.manager.email if assignment.manager else None
+    case.organization = organization.name if organization else None
+    return case, language, assignment, zone
 
 
-def _record_events(session: Session, case: Case, message: Message, inbound: Inbound,
-                   verdict: Classification, decision: ThreadDecision, new_case: bool,
-                   at: datetime) -> None:
-    actor = inbound.from_addr.email if inbound.from_addr else "unknown"
-    if new_case:
-        add_event(session, case, "case_opened", actor=actor, at=at, message_pk=message.id,
-                  token=case.token, subject=case.subject, reason=decision.reason,
-                  service_level=case.service_level,
-                  preliminary_due=_iso(case.preliminary_due), detailed_due=_iso(case.detailed_due))
-        if decision.refused_token is not None:
-            add_event(session, case, "token_refused", actor=actor, at=at, message_pk=message.id,
-                      token_number=decision.refused_token, reason=decision.reason)
-    add_event(session, case, "message_received", actor=actor, at=at, message_pk=message.id,
-              message_id=inbound.message_id, classification=verdict.kind,
-              classification_reason=verdict.reason, threaded_by=decision.how,
-              thread_reason=decision.reason,
-              synthesized_message_id=inbound.message_id_synthesized)
-    if verdict.disposition is Disposition.RECORD_ONLY:
-        add_event(session, case, "reply_suppressed", actor="mailbot", at=at,
-                  message_pk=message.id, reason=verdict.reason)
-
-
-def _queue_ack(ctx: PipelineContext, session: Session, case: Case, inbound: Inbound,
-               message: Message, now: datetime) -> bool:
-    config = ctx.config
+def _authenticate_staff(ctx: PipelineContext, inbound: Inbound, verdict: Classification
+                        ) -> tuple[ManagerConfig | None, StaffAuth | None]:
+    """A manager's From: on human mail triggers the proof check; nothing else does."""
     sender = inbound.from_addr
-    if sender is None:
-        add_event(session, case, "reply_suppressed", actor="mailbot", at=now,
-                  message_pk=message.id, reason="no sender address to answer")
-        return False
-    reply_to = inbound.reply_to[0].email if inbound.reply_to else sender.email
-    context = {
-        "case": {"token": case.token, "number": case.number, "subject": case.subject,
-                 "service_level": case.service_level},
-        "customer": {"name": sender.name, "email": sender.email},
-        "subject": case.subject,
-        "received_at": format_local(message.received_at, case.timezone),
-        "preliminary_due": format_local(case.preliminary_due, case.timezone),
-        "detailed_due": format_local(case.detailed_due, case.timezone),
-        "timezone": case.timezone,
-        "support_address": config.smtp.from_address,
-    }
-    row = enqueue(
-        session, case=case, kind="ack", cause=inbound.message_id, to=[reply_to], context=context,
-        now=now, domain=config.smtp.from_address.partition("@")[2],
-        in_reply_to=inbound.message_id,
-        references=[*inbound.references[-10:], inbound.message_id],
-        language=case.language,
+    if sender is None or verdict.disposition is not Disposition.ACKNOWLEDGE:
+        return None, None
+    manager = ctx.config.find_manager(sender.email)
+    if manager is None:
+        return None, None
+    auth = authenticate(
+        inbound, secret=ctx.secret, prefix=ctx.config.cases.token_prefix,
+        trusted_authserv_ids=frozenset(i.lower() for i in ctx.config.security.trusted_authserv_ids),
+        staff_domains=frozenset(m.email.rpartition("@")[2] for m in ctx.config.managers),
     )
-    if row is None:
-        return False
-    add_event(session, case, "ack_queued", actor="mailbot", at=now, message_pk=message.id,
-              message_id=row.message_id, to=[reply_to])
-    return True
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+    return manager, auth

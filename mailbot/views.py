@@ -37,6 +37,8 @@ def _summary(case: Case, messages: int) -> dict[str, Any]:
         "acknowledged_at": _iso(case.acknowledged_at),
         "first_response_at": _iso(case.first_response_at),
         "timezone": case.timezone,
+        "timezone_source": case.timezone_source,
+        "organization": case.organization,
         "messages": messages,
     }
 
@@ -127,7 +129,9 @@ def case_text(detail: dict[str, Any]) -> str:
         f"  status {detail['status']} · level {detail['service_level']} · "
         f"customer {detail['customer']} · manager {detail['manager'] or '-'}",
         f"  opened {detail['opened_at']} · preliminary due {detail['preliminary_due']} · "
-        f"detailed due {detail['detailed_due']} · timezone {detail['timezone']}",
+        f"detailed due {detail['detailed_due']}",
+        f"  customer's time zone {detail['timezone']} (from: {detail['timezone_source']})"
+        + (f" · organization {detail['organization']}" if detail["organization"] else ""),
         "",
         "Participants:",
         *(f"  {p['role']:<9} {p['name'] + ' ' if p['name'] else ''}<{p['email']}>"
@@ -155,3 +159,44 @@ def case_text(detail: dict[str, Any]) -> str:
                        f"{', '.join(row['to'])}" + (f"  ({row['last_error']})"
                                                     if row["last_error"] else ""))
     return "\n".join(out)
+
+
+def list_jobs(db: Database, config: Any) -> list[dict[str, Any]]:
+    """Pending scheduled jobs with their due time in UTC and where they land locally."""
+    from zoneinfo import ZoneInfo
+
+    from mailbot.db.models import Job
+
+    rows = []
+    with db.session() as session:
+        for job, case in session.execute(
+                select(Job, Case).outerjoin(Case, Case.id == Job.case_id)
+                .where(Job.status == "pending").order_by(Job.due_at, Job.id)):
+            zone = job.detail.get("timezone")
+            if not zone:
+                manager = config.find_manager(case.manager_email or "") if case else None
+                zone = manager.timezone if manager else (case.timezone if case else "UTC")
+            local = job.due_at.astimezone(ZoneInfo(zone))
+            rows.append({
+                "case": case.token if case else None,
+                "kind": job.kind,
+                "deadline": job.detail.get("deadline"),
+                "recipient": job.detail.get("manager"),
+                "due_at": _iso(job.due_at),
+                "local_due": local.isoformat(timespec="minutes"),
+                "timezone": zone,
+            })
+    return rows
+
+
+def jobs_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no pending jobs"
+    header = ("DUE (UTC)", "LOCAL", "ZONE", "KIND", "CASE")
+    lines = [header] + [
+        ((r["due_at"] or "")[:16].replace("T", " "), r["local_due"][:16].replace("T", " "),
+         r["timezone"], r["kind"] + (f" ({r['deadline']})" if r["deadline"] else ""),
+         r["case"] or r["recipient"] or "-")
+        for r in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)

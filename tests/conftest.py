@@ -12,11 +12,13 @@ so a CI machine missing it cannot go green by skipping the integration suite.
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 # tests/ has no __init__.py; make `import servers` work whatever pytest's import mode is.
 _TESTS_DIR = str(Path(__file__).resolve().parent)
@@ -72,3 +74,30 @@ def smtp_server() -> Iterator[SmtpSink]:
         yield sink
     finally:
         sink.stop()
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+PG_ADMIN = os.environ.get("MAILBOT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    name = f"mailbot_{secrets.token_hex(4)}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name}"))
+    except Exception as exc:  # no server here: fatal in CI, a skip on a laptop
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL not reachable at {PG_ADMIN}: {exc}")
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+

@@ -8,14 +8,16 @@ migrated SQLite database in the test's temporary directory.
 from __future__ import annotations
 
 import copy
+import email
 import os
+from email import policy
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-from mailbot.clock import FixedClock
+from mailbot.clock import Clock, FixedClock
 from mailbot.config import Config, config_from_dict
 from mailbot.daemon import App
 
@@ -59,7 +61,7 @@ def make_config(tmp: Path, **over: Any) -> Config:
     return config_from_dict(config_data(tmp, **over), source=tmp / "mailbot.toml")
 
 
-def make_app(config: Config, clock: FixedClock | None = None) -> App:
+def make_app(config: Config, clock: Clock | None = None) -> App:
     app = App.build(config, clock=clock or FixedClock(T0))
     app.db.upgrade()
     return app
@@ -72,7 +74,7 @@ def imap_mailbox(account: Any, name: str = "support", **over: Any) -> dict[str, 
     return {"name": name, "address": account.address, "kind": "imap",
             "imap_host": account.host, "imap_port": account.port, "imap_ssl": False,
             "username": account.username, "password_file": str(secret),
-            "poll_interval": "1s", **over}
+            "poll_interval": "1s", "timeout": "5s", **over}
 
 
 def smtp_section(sink: Any, **over: Any) -> dict[str, Any]:
@@ -115,3 +117,39 @@ def deliver(maildir: Path, raw: bytes, name: str, at: datetime = T0) -> Path:
     target = maildir / "new" / name
     tmp.rename(target)
     return target
+
+
+def inbox_of(app: App) -> Path:
+    """The Maildir of the app's first mailbox."""
+    assert app.config.mailboxes[0].path is not None
+    return Path(app.config.mailboxes[0].path)
+
+
+def sent_mail(app: App, kind: str | None = None) -> list[EmailMessage]:
+    """Mail the app wrote to its directory sender, oldest first; only ``kind`` if given."""
+    assert app.config.smtp.directory is not None
+    paths = sorted(Path(app.config.smtp.directory).glob("*.eml"),
+                   key=lambda p: p.stat().st_mtime_ns)
+    found = [email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in paths]
+    return [m for m in found if kind is None or m["X-Mailbot-Kind"] == kind]  # type: ignore[misc]
+
+
+def plain_body(message: EmailMessage) -> str:
+    return message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+def staff_reply(notification: EmailMessage, text: str, *, sender: str = "olga@staff.test",
+                message_id: str = "<reply@staff.test>", **headers: str) -> bytes:
+    """A manager's answer to one of our notifications, as their mail client sends it."""
+    reply = EmailMessage()
+    reply["From"] = sender
+    reply["To"] = notification["Reply-To"]
+    reply["Subject"] = "Re: " + str(notification["Subject"])
+    reply["Message-ID"] = message_id
+    reply["In-Reply-To"] = notification["Message-ID"]
+    reply["References"] = notification["Message-ID"]
+    for key, value in headers.items():
+        del reply[key.replace("_", "-")]
+        reply[key.replace("_", "-")] = value
+    reply.set_content(text)
+    return bytes(reply)

@@ -100,6 +100,9 @@ class Case(Base):
     closed_at: Mapped[datetime | None]
     last_customer_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
+    # Added by 0003_sla: the customer's organization (reports) and when #wait paused the clock.
+    organization: Mapped[str | None] = mapped_column(String(200))
+    paused_at: Mapped[datetime | None]
 
     participants: Mapped[list[Participant]] = relationship(
         back_populates="case", order_by="Participant.id"
@@ -247,5 +250,51 @@ class Quarantine(Base):
     raw_sha256: Mapped[str] = mapped_column(String(64), index=True)
     size: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(20), default="held")
+    status: Mapped[str] = mapped_column(String(20), default="held")  # held | retried
     created_at: Mapped[datetime]
+    # Added by 0002_hostile_mail: the mailbox's time of the mail (so a retry keeps its
+    # deadlines), where it was moved on the IMAP side, and what retries did.
+    received_at: Mapped[datetime | None]
+    moved_to: Mapped[str | None] = mapped_column(String(255))
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime | None]
+    result: Mapped[str | None] = mapped_column(Text)
+
+
+class Suppression(Base):
+    """An address that bounced hard: no mail goes to it until ``until`` (a bounce loop otherwise)."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    reason: Mapped[str] = mapped_column(Text)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    until: Mapped[datetime]
+    created_at: Mapped[datetime]
+
+
+class Job(Base):
+    """Something to do at a time: an SLA reminder, an escalation, a follow-up.
+
+    Rows, not timers: they survive restarts, and a daemon claims a due row (SKIP
+    LOCKED on PostgreSQL, one writer on SQLite) before acting on it. ``key`` is
+    unique — scheduling the same job twice is a no-op — and names the deadline it
+    belongs to, so a recomputed deadline makes a new job and the old one is
+    cancelled rather than fired.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_due", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    due_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|done|cancelled
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    claimed_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    done_at: Mapped[datetime | None]
+    result: Mapped[str | None] = mapped_column(Text)

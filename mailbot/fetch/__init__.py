@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from mailbot.pipeline import Delivery
+from mailbot.context import Delivery
 
 __all__ = ["Delivery", "Fetched", "MailSource"]
 
@@ -29,9 +29,9 @@ class MailSource(Protocol):
     ``uidvalidity`` is None for sources without IMAP UIDs; then no checkpoint is kept
     and the idempotency key alone prevents reprocessing. ``batches(after_uid)``
     yields bounded lists of messages newer than the checkpoint, oldest first;
-    ``mark_done`` is called only after the batch's transaction committed; ``wait``
-    blocks until new mail may be there (IDLE), the poll interval passed, or ``stop``
-    was set.
+    ``mark_done`` and ``quarantine`` are called only after the batch's transaction
+    committed; ``wait`` blocks until new mail may be there (IDLE), the poll interval
+    passed, or ``stop`` was set.
     """
 
     name: str
@@ -43,6 +43,10 @@ class MailSource(Protocol):
     def batches(self, after_uid: int) -> Iterator[list[Fetched]]: ...
 
     def mark_done(self, items: list[Fetched]) -> None: ...
+
+    def quarantine(self, items: list[Fetched]) -> str | None:
+        """Move quarantined mail out of the watched folder (never delete); returns where to."""
+        ...
 
     def wait(self, stop: threading.Event) -> None: ...
 

@@ -25,7 +25,7 @@ from imapclient.exceptions import IMAPClientError
 
 from mailbot.config import MailboxConfig
 from mailbot.fetch import Fetched
-from mailbot.pipeline import Delivery
+from mailbot.context import Delivery
 
 log = logging.getLogger("mailbot.imap")
 
@@ -156,9 +156,36 @@ class ImapSource:
         if not target:
             return
         if not self._processed_ready:
-            if not self.client.folder_exists(target):
-                self.client.create_folder(target)
+            self._ensure_folder(target)
             self._processed_ready = True
+        self._move(uids, target)
+
+    def quarantine(self, items: list[Fetched]) -> str | None:
+        return self.quarantine_uids([i.delivery.uid for i in items if i.delivery.uid is not None])
+
+    def quarantine_uids(self, uids: list[int]) -> str | None:
+        """Move quarantined mail to ``quarantine_folder`` (left unread, for a person to look at).
+
+        Returns the folder. The checkpoint already lies past these UIDs, so the move is
+        what takes a poison message out of everyone's way; it is never deleted.
+        """
+        if not uids:
+            return None
+        target = self.config.quarantine_folder
+        self._ensure_folder(target)
+        self._move(uids, target)
+        return target
+
+    def _ensure_folder(self, folder: str) -> None:
+        if not self.client.folder_exists(folder):
+            try:
+                self.client.create_folder(folder)
+            except IMAPClientError:
+                if not self.client.folder_exists(folder):  # created meanwhile by someone else
+                    raise
+
+    def _move(self, uids: list[int], target: str) -> None:
+        """MOVE, else COPY + UID EXPUNGE of just these UIDs, else COPY and leave the original."""
         if self.has("MOVE"):
             self.client.move(uids, target)
         elif self.has("UIDPLUS"):

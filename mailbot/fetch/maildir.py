@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mailbot.config import MailboxConfig
 from mailbot.fetch import Fetched
-from mailbot.pipeline import Delivery
+from mailbot.context import Delivery
 
 
 class MaildirSource:
@@ -63,6 +63,24 @@ class MaildirSource:
             base = path.name.split(":")[0]
             flags = "".join(sorted(set(_flags(path.name)) | {"S"}))
             os.replace(path, self.root / "cur" / f"{base}:2,{flags}")
+
+    def quarantine(self, items: list[Fetched]) -> str | None:
+        """Move quarantined files into the Maildir++ subfolder ``.<quarantine_folder>``.
+
+        Left in ``new/`` they would be read (and quarantined again) on every pass.
+        The file is moved, never deleted, and keeps its name.
+        """
+        target = self.root / f".{self.config.quarantine_folder}"
+        moved = False
+        for item in items:
+            path = item.ref
+            if not isinstance(path, Path) or not path.exists():
+                continue
+            for sub in ("new", "cur", "tmp"):
+                (target / sub).mkdir(parents=True, exist_ok=True)
+            os.replace(path, target / "cur" / path.name)
+            moved = True
+        return target.name if moved else None
 
     def wait(self, stop: threading.Event) -> None:
         stop.wait(self.config.poll_interval_s)

@@ -8,6 +8,7 @@ line first, so no variable can inject a header.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
@@ -25,6 +26,12 @@ AUTO_SUBMITTED = {
     "reminder": "auto-generated",
     "escalation": "auto-generated",
     "digest": "auto-generated",
+    "template_error": "auto-generated",
+    # Mail to managers: their out-of-office must not answer it (and be taken for a reply).
+    "manager_new_case": "auto-generated",
+    "manager_update": "auto-generated",
+    "command_error": "auto-replied",
+    "delivery_failure": "auto-generated",
 }
 
 
@@ -41,7 +48,10 @@ def compose(
     token_prefix: str,
     case_number: int | None,
     now: datetime,
+    attachments: Sequence[tuple[str, str, bytes]] = (),
 ) -> EmailMessage:
+    """``attachments``: (safe file name, content type, bytes) to attach, e.g. a manager's
+    files relayed to the customer."""
     message = EmailMessage(policy=SMTP)
     local, _, domain = from_address.partition("@")
     message["From"] = HeaderAddress(display_name=_one_line(from_name), username=local, domain=domain)
@@ -65,9 +75,18 @@ def compose(
     if auto:
         message["Auto-Submitted"] = auto
         message["X-Auto-Response-Suppress"] = "All"
+    reply_to = row.context.get("reply_to") if isinstance(row.context, dict) else None
+    if reply_to:
+        # Mail to managers: their answer goes to a signed address that proves it is theirs.
+        message["Reply-To"] = _one_line(str(reply_to))
     message["X-Loop"] = from_address
     message["X-Mailbot-Kind"] = row.kind
     message.set_content(rendered.text, subtype="plain", charset="utf-8")
     if rendered.html is not None:
         message.add_alternative(rendered.html, subtype="html", charset="utf-8")
+    for filename, content_type, data in attachments:
+        maintype, _, subtype = content_type.partition("/")
+        if not subtype or maintype == "multipart":
+            maintype, subtype = "application", "octet-stream"
+        message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
     return message

@@ -31,7 +31,7 @@ def make_message_id(kind: str, case: Case | None, domain: str) -> str:
 def enqueue(
     session: Session,
     *,
-    case: Case,
+    case: Case | None,
     kind: str,
     cause: str,
     to: list[str],
@@ -42,19 +42,25 @@ def enqueue(
     in_reply_to: str | None = None,
     references: list[str] | None = None,
     language: str = "en",
+    message_id: str | None = None,
 ) -> Outbox | None:
-    """Queue a mail unless the same (case, kind, cause) is already queued; returns the new row."""
+    """Queue a mail unless the same (case, kind, cause) is already queued; returns the new row.
+
+    Mail about no case (a manager's digest) is deduplicated here too: SQL does not
+    enforce a unique key whose case_id is NULL.
+    """
+    same_case = Outbox.case_id.is_(None) if case is None else Outbox.case_id == case.id
     existing = session.scalar(
-        select(Outbox.id).where(Outbox.case_id == case.id, Outbox.kind == kind, Outbox.cause == cause)
+        select(Outbox.id).where(same_case, Outbox.kind == kind, Outbox.cause == cause)
     )
     if existing is not None:
         return None
     row = Outbox(
-        case_id=case.id,
+        case_id=case.id if case is not None else None,
         kind=kind,
         cause=cause,
-        message_id=make_message_id(kind, case, domain),
-        mailbox=case.mailbox,
+        message_id=message_id or make_message_id(kind, case, domain),
+        mailbox=case.mailbox if case is not None else None,
         to_addrs=to,
         cc_addrs=cc or [],
         in_reply_to=in_reply_to,
@@ -68,7 +74,8 @@ def enqueue(
     )
     session.add(row)
     session.flush()
-    add_thread_refs(session, case.id, [row.message_id])
+    if case is not None:
+        add_thread_refs(session, case.id, [row.message_id])
     return row
 
 
@@ -78,10 +85,14 @@ class Claimed:
     attempts: int
 
 
-def claim_due(session: Session, now: datetime, limit: int = 50) -> list[Claimed]:
+def claim_due(session: Session, now: datetime, limit: int = 50,
+              lease: timedelta = CLAIM_LEASE) -> list[Claimed]:
     """Take due rows for sending: pending ones whose time has come, and rows a dead
     sender left in 'sending' past their lease. ``SKIP LOCKED`` on PostgreSQL lets
-    several daemons share the outbox without waiting on each other."""
+    several daemons share the outbox without waiting on each other.
+
+    ``lease`` (``[smtp] claim_lease``) is how long a row killed mid-send waits before
+    it is resent: longer than any send can take, short enough not to delay an ack."""
     query = (
         select(Outbox)
         .where(
@@ -98,7 +109,7 @@ def claim_due(session: Session, now: datetime, limit: int = 50) -> list[Claimed]
     rows = list(session.scalars(query))
     for row in rows:
         row.status = "sending"
-        row.claimed_until = now + CLAIM_LEASE
+        row.claimed_until = now + lease
         row.attempts += 1
     return [Claimed(row.id, row.attempts) for row in rows]
 

@@ -27,12 +27,19 @@ from mailbot.db.session import Database
 from mailbot.errors import PermanentSendError, TemplateError, TemporarySendError
 from mailbot.outbox.compose import compose
 from mailbot.outbox.queue import backoff, claim_due
-from mailbot.outbox.render import Renderer
+from mailbot.managers import COMMAND_ERROR_KIND, render_command_error, render_plain
+from mailbot.schedule.overnight import render_digest
+from mailbot.outbox.notice import NOTICE_KIND, queue_template_notice, render_notice
+from mailbot.outbox.render import Rendered, Renderer, TemplateFailure, TemplateUnavailable
 from mailbot.send import Sender
 from mailbot.store.blobs import BlobStore
 from mailbot.store.cases import add_event
 
 log = logging.getLogger("mailbot.outbox")
+
+# Mail that is plain information, built in code so no template edit can break it.
+BUILT_IN = {COMMAND_ERROR_KIND: render_command_error, "digest": render_digest,
+            "delivery_failure": render_plain}
 
 
 @dataclass
@@ -52,7 +59,9 @@ class OutboxWorker:
         self.sender = sender
         self.clock = clock
         self._retry_cap = parse_interval(config.smtp.retry_max_delay)
+        self._queued_more = False  # a template notice was queued: flush goes round again
         self._stuck_after = parse_interval(config.smtp.stuck_warning_after)
+        self._lease = parse_interval(config.smtp.claim_lease)
 
     async def flush(self, limit: int = 50) -> FlushReport:
         """Send everything due now; returns when nothing due is left (or all of it failed)."""
@@ -65,15 +74,17 @@ class OutboxWorker:
                     break
                 for row_id in claimed:
                     await self._deliver(row_id, report)
-                if len(claimed) < limit:
+                if len(claimed) < limit and not self._queued_more:
                     break
+                self._queued_more = False
         finally:
             await self.sender.close()
         return report
 
     def _claim(self, now: datetime, limit: int) -> list[int]:
         with self.db.transaction() as session:
-            return [claimed.id for claimed in claim_due(session, now, limit)]
+            return [claimed.id for claimed in claim_due(session, now, limit,
+                                                        self._lease)]
 
     def compose_row(self, row_id: int) -> tuple[Outbox, Case | None, EmailMessage]:
         """Render and compose one outbox row as it will go on the wire.
@@ -85,7 +96,7 @@ class OutboxWorker:
             assert row is not None
             case = session.get(Case, row.case_id) if row.case_id else None
             session.expunge_all()
-        rendered = self.renderer.render(row.kind, row.language, row.context)
+        rendered = self._render(row)
         message = compose(
             row, rendered,
             from_address=self.config.smtp.from_address,
@@ -93,10 +104,43 @@ class OutboxWorker:
             token_prefix=self.config.cases.token_prefix,
             case_number=case.number if case else None,
             now=self.clock.now(),
+            attachments=[(f["filename"], f["content_type"], self.blobs.get_attachment(f["sha256"],
+                                                                                    f["filename"]))
+                         for f in row.context.get("attachment_files", [])],
         )
         return row, case, message
 
+    def _render(self, row: Outbox) -> Rendered:
+        """Render a row; a template that had to fall back is reported to the admin.
+
+        The admin's notice itself is built in code (notice.py), never from a template.
+        """
+        if row.kind == NOTICE_KIND:
+            return render_notice(row.context)
+        if row.kind in BUILT_IN:
+            subject, text = BUILT_IN[row.kind](row.context)
+            return Rendered(subject, text, None, "built-in")
+        try:
+            rendered = self.renderer.render(row.kind, row.language, row.context)
+        except TemplateUnavailable as exc:
+            self._report_template_failures(exc.failures)
+            raise
+        self._report_template_failures(rendered.failures)
+        return rendered
+
+    def _report_template_failures(self, failures: tuple[TemplateFailure, ...]) -> None:
+        if not failures or not self.config.templates.admin_address:
+            return
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            for failure in failures:
+                if queue_template_notice(session, self.config, failure, now) is not None:
+                    self._queued_more = True
+
     async def _deliver(self, row_id: int, report: FlushReport) -> None:
+        if await asyncio.to_thread(self._refuse_suppressed, row_id):
+            report.failed += 1
+            return
         try:
             row, case, message = self.compose_row(row_id)
             await self.sender.send(message, [*row.to_addrs, *row.cc_addrs])
@@ -156,11 +200,34 @@ class OutboxWorker:
             row.last_error = error
             waiting = now - row.created_at
             if waiting > self._stuck_after:
-                log.warning("outbox: %s (%s) waiting %s, attempt %d: %s", row.message_id, row.kind,
+                # INFO, not WARNING: the daemon's periodic health line (daemon.py) is the one
+                # warning an admin gets while the outbox is stuck, not one per row per retry.
+                log.info("outbox: %s (%s) waiting %s, attempt %d: %s", row.message_id, row.kind,
                             str(waiting).split(".")[0], row.attempts, error)
             else:
                 log.info("outbox: %s deferred %ss: %s", row.message_id, int(delay.total_seconds()),
                          error)
+
+    def _refuse_suppressed(self, row_id: int) -> bool:
+        """Fail a row addressed to an address that bounced hard (``bounces.suppressed``)."""
+        from mailbot.bounces import suppressed
+
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            row = session.get(Outbox, row_id)
+            assert row is not None
+            blocked = suppressed(session, [*row.to_addrs, *row.cc_addrs], now)
+            if not blocked:
+                return False
+            error = "; ".join(blocked.values())
+            row.status, row.claimed_until, row.last_error = "failed", None, error
+            case = session.get(Case, row.case_id) if row.case_id else None
+            if case is not None:
+                add_event(session, case, "send_suppressed", actor="mailbot", at=now,
+                          message_id=row.message_id, mail_kind=row.kind, to=row.to_addrs,
+                          reason=error)
+        log.warning("outbox: %s (%s) not sent: %s", row.message_id, row.kind, error)
+        return True
 
     def _mark_failed(self, row_id: int, error: str) -> None:
         now = self.clock.now()

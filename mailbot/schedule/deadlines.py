@@ -24,6 +24,10 @@ class Deadlines:
             for name, level in config.service_levels.items()
         }
 
+    @property
+    def levels(self) -> frozenset[str]:
+        return frozenset(self._levels)
+
     def calendar(self, level: str) -> BusinessCalendar:
         return self._levels[level][0]
 

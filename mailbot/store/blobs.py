@@ -55,6 +55,9 @@ class BlobStore:
             self._write_atomic(path, data)
         return sha256
 
+    def get_attachment(self, sha256: str, safe_name: str) -> bytes:
+        return self.attachment_path(sha256, safe_name).read_bytes()
+
     @staticmethod
     def _write_atomic(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,8 @@ def next_number(session: Session, name: str = "case") -> int:
     ).scalar_one_or_none()
     if updated is not None:
         return int(updated)
-    start = (session.scalar(select(func.max(Case.number))) or 0) + 1
+    # A database that had cases before the counter existed continues after them.
+    start = (session.scalar(select(func.max(Case.number))) or 0) + 1 if name == "case" else 1
     session.add(Counter(name=name, value=start))
     session.flush()
     return start

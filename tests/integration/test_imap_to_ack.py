@@ -37,7 +37,10 @@ def imap_data(tmp_path: Path, accounts: list[Any], smtp: Any, **mailbox_over: An
 def imap_app(tmp_path: Path, accounts: list[Any], smtp: Any, clock: Any = None,
              **mailbox_over: Any) -> App:
     data = imap_data(tmp_path, accounts, smtp, **mailbox_over)
-    return make_app(config_from_dict(data, source=tmp_path / "mailbot.toml"), clock)
+    # Dovecot stamps APPENDed mail with the real time, so the app's clock is the real one
+    # unless a test steers it (a clock a day ahead would fire tomorrow's follow-ups now).
+    return make_app(config_from_dict(data, source=tmp_path / "mailbot.toml"),
+                    clock or SystemClock())
 
 
 def flags_of(account: Any, folder: str = "INBOX") -> dict[int, tuple[bytes, ...]]:
@@ -175,18 +178,20 @@ def test_smtp_outage_keeps_ack_queued_until_server_returns(tmp_path: Path, imap_
                                                            smtp_server: Any) -> None:
     # With SMTP refusing (451), the ack waits in the outbox; it goes out once the server accepts.
     from mailbot.clock import FixedClock
-    from factories import T0
 
-    clock = FixedClock(T0)
+    # Dovecot stamps the mail with the real time; the test clock starts there and is moved.
+    start = SystemClock().now()
+    clock = FixedClock(start)
     smtp_server.fail_all(451)
     imap_append(imap_account, make_message())
     app = imap_app(tmp_path, [imap_account], smtp_server, clock=clock)
     run_once(app)
     with app.db.session() as session:
-        (row,) = session.scalars(select(Outbox))
+        rows = list(session.scalars(select(Outbox)))
+        (row,) = rows
         assert (row.status, row.attempts) == ("pending", 1)
         assert row.last_error and "451" in row.last_error
-        assert row.next_attempt_at > T0
+        assert row.next_attempt_at > start
     smtp_server.reset_failures()
     clock.advance(minutes=2)
     run_once(app)

@@ -96,6 +96,7 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     # The documented example loads as it is (with its secrets provided).
     monkeypatch.setenv("MAILBOT_IMAP_PASSWORD", "x")
     monkeypatch.setenv("MAILBOT_SMTP_PASSWORD", "y")
+    monkeypatch.setenv("MAILBOT_SECRET", "z" * 32)
     config = load_config(REPO / "config" / "mailbot.example.toml")
     assert config.mailboxes[0].name == "support"
     assert set(config.service_levels) == {"standard", "extended"}

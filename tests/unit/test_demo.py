@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def test_demo_runs_the_loop_and_says_where_to_look(tmp_path: Path) -> None:
-    # The demo opens SUP-1, writes one acknowledgement, threads the reply and ignores the OOO.
+    # The demo opens SUP-1, acks, relays the manager's answer, keeps the note, ignores the OOO.
     target = tmp_path / "demo"
     for _ in range(2):  # re-running replaces the previous demo directory
         result = subprocess.run([sys.executable, "-m", "mailbot", "demo", "--dir", str(target)],
@@ -16,11 +16,15 @@ def test_demo_runs_the_loop_and_says_where_to_look(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "case [SUP-1] opened" in out
-    assert "acknowledgement written to" in out and "(Europe/Kyiv)" in out
-    assert "4 messages (customer, ack, customer, auto_reply); 1 mail(s) went out" in out
+    assert "acknowledgement to Olena" in out and "(Europe/Kyiv)" in out
+    assert ("9 messages (customer, ack, manager_new_case, staff, staff_note, relay, customer, "
+            "auto_reply, manager_update); 4 mail(s) went out") in out
     assert "--config demo/mailbot.toml cases show SUP-1" in out
-    (ack,) = (target / "sent").glob("*.eml")
-    assert b"Auto-Submitted: auto-replied" in ack.read_bytes()
+    mails = {p.name.split(".")[1]: p.read_bytes() for p in (target / "sent").glob("*.eml")}
+    assert set(mails) == {"ack", "new", "relay", "upd"}
+    assert b"Auto-Submitted: auto-replied" in mails["ack"]
+    assert b"orange tape" in mails["relay"]
+    assert b"toner complaint" not in mails["relay"] and b"assigned to you" not in mails["relay"]
 
 
 def test_demo_refuses_to_clobber_other_directories(tmp_path: Path) -> None:

@@ -686,3 +686,15 @@ def test_mutated_mail_only_ever_parse_error(data: st.DataObject) -> None:
     assert "\x00" not in msg.text and "\x00" not in msg.subject
     msg.text.encode("utf-8")
     msg.subject.encode("utf-8")
+
+
+def test_encoded_display_name_cannot_smuggle_an_address() -> None:
+    # An encoded name holding ":" and "@" stays a name; the real address is the one in <>.
+    raw = (b"From: =?utf-8?q?Eve=0D=0ABcc:_x@evil.test?= <eve@example.test>\r\n"
+           b"To: =?utf-8?q?Smith=2C_John?= <john@x.test>, =?utf-8?b?0J7Qu9C10L3QsA==?= <o@x.ua>\r\n"
+           b"Subject: hi\r\nMessage-ID: <s@x>\r\n\r\nbody\r\n")
+    inbound = parse(raw)
+    assert inbound.from_addr is not None and inbound.from_addr.email == "eve@example.test"
+    assert "\n" not in inbound.from_addr.name
+    assert [(a.email, a.name) for a in inbound.to] == [("john@x.test", "Smith, John"),
+                                                      ("o@x.ua", "Олена")]

@@ -52,7 +52,8 @@ def test_new_mail_opens_case_and_sends_ack(app: App) -> None:
         assert case.acknowledged_at == T0
         assert [p.email for p in session.scalars(select(Participant))] == ["alice@customer.test"]
         kinds = [e.kind for e in session.scalars(select(Event).order_by(Event.id))]
-    assert kinds == ["case_opened", "message_received", "ack_queued", "ack_sent"]
+    assert kinds == ["case_opened", "message_received", "assigned", "ack_queued",
+                     "manager_not_notified", "followup_scheduled", "ack_sent"]
     (ack,) = sent_messages(app)
     assert ack["Subject"] == "Re: Printer on fire [SUP-1]"
     assert ack["To"] == "alice@customer.test"

@@ -76,7 +76,7 @@ def react(ctx: PipelineContext, session: Session, arrival: Arrival, now: datetim
         add_event(session, case, "assigned", actor="mailbot", at=received_at,
                   manager=case.manager_email, reason=assignment.reason,
                   organization=assignment.organization.name if assignment.organization else None)
-        sla.plan(session, config, ctx.deadlines, case, start=received_at, now=now)
+        sla.plan(session, config, ctx.deadlines, case, start=received_at, now=now, fresh=True)
     if report is not None:
         bounces.record(session, config, case, message, report, reported, received_at)
     if verdict.kind == "staff" and manager is not None:
@@ -127,7 +127,7 @@ def react(ctx: PipelineContext, session: Session, arrival: Arrival, now: datetim
         notify_manager(session, config, ctx.secret, case, message, kind="manager_update",
                        now=now)
     if verdict.disposition is Disposition.ACKNOWLEDGE:
-        _plan_overnight(ctx, session, case, received_at, now)
+        _plan_overnight(ctx, session, case, received_at, now, new_case)
     log.info("message %s → %s (%s, %s)%s", inbound.message_id, case.token, verdict.kind,
              decision.how, " ack queued" if ack_queued else "")
     return Outcome("stored", inbound.message_id, case.token, new_case, verdict.kind, ack_queued,
@@ -135,9 +135,10 @@ def react(ctx: PipelineContext, session: Session, arrival: Arrival, now: datetim
 
 
 def _plan_overnight(ctx: PipelineContext, session: Session, case: Case, received_at: datetime,
-                    now: datetime) -> None:
+                    now: datetime, new_case: bool) -> None:
     """The customer's morning follow-up, and their manager's morning digest."""
-    plan_followup(session, ctx.config, ctx.deadlines, case, received_at, now)
+    plan_followup(session, ctx.config, ctx.deadlines, case, received_at, now,
+                  fresh=new_case)
     manager = ctx.config.find_manager(case.manager_email or "")
     if manager is not None:
         plan_digest(session, ctx.config, ctx.deadlines, manager, received_at, now)

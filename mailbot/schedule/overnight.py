@@ -42,10 +42,11 @@ _UPDATES = {
 
 
 def plan_followup(session: Session, config: Config, deadlines: Deadlines, case: Case,
-                  message_at: datetime, now: datetime) -> Job | None:
+                  message_at: datetime, now: datetime, fresh: bool = False) -> Job | None:
+    """``fresh``: the case opened with this message, so it has no follow-ups to count or merge."""
     if not config.followup.enabled or case.status == "closed":
         return None
-    unanswered = _followups_since_last_answer(session, case)
+    unanswered = 0 if fresh else _followups_since_last_answer(session, case)
     if unanswered >= config.followup.max_unanswered:
         add_event(session, case, "followup_suppressed", actor="mailbot", at=now,
                   reason=f"{unanswered} follow-ups sent since the team last answered "
@@ -55,10 +56,11 @@ def plan_followup(session: Session, config: Config, deadlines: Deadlines, case: 
     zone = ZoneInfo(case.timezone)
     due = followup_due(message_at, zone, config.followup.time, config.followup.gap,
                        calendar.is_working_day)
-    cancel_jobs(session, case, ("followup",), "merged into a later follow-up", now)
+    if not fresh:
+        cancel_jobs(session, case, ("followup",), "merged into a later follow-up", now)
     job = put_job(session, case=case, kind="followup", key=f"followup:{case.id}:{due.isoformat()}",
                   due_at=due, now=now, detail={"since": message_at.isoformat(),
-                                               "timezone": case.timezone})
+                                               "timezone": case.timezone}, fresh=fresh)
     if job is not None:
         add_event(session, case, "followup_scheduled", actor="mailbot", at=now,
                   due=due.isoformat(), local_due=format_local(due, case.timezone),

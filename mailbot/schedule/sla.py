@@ -39,10 +39,11 @@ def job_key(case: Case, kind: str, which: str, due: datetime) -> str:
 
 
 def put_job(session: Session, *, case: Case | None, kind: str, key: str, due_at: datetime,
-            now: datetime, detail: dict[str, object]) -> Job | None:
+            now: datetime, detail: dict[str, object], fresh: bool = False) -> Job | None:
     """Schedule a job unless that exact job exists; a cancelled twin is revived, a done one
-    is left alone (it already happened for this very deadline)."""
-    job = session.scalar(select(Job).where(Job.key == key))
+    is left alone (it already happened for this very deadline). ``fresh``: the case was
+    opened in this transaction, so it has no jobs yet and the lookup is skipped."""
+    job = None if fresh else session.scalar(select(Job).where(Job.key == key))
     if job is None:
         job = Job(case_id=case.id if case else None, kind=kind, key=key, due_at=due_at,
                   status="pending", detail=detail, created_at=now)
@@ -64,13 +65,14 @@ def cancel_jobs(session: Session, case: Case, kinds: tuple[str, ...], reason: st
 
 
 def plan(session: Session, config: Config, deadlines: Deadlines, case: Case, *,
-         start: datetime, now: datetime) -> None:
+         start: datetime, now: datetime, fresh: bool = False) -> None:
     """Replace the case's pending SLA jobs with ones for its current deadlines.
 
     ``start`` is when the current windows began (the mail's arrival, a resume, a
     reopen): the reminder falls at ``reminder_at`` of the working time from there.
     """
-    cancel_jobs(session, case, SLA_KINDS, "deadlines re-planned", now)
+    if not fresh:
+        cancel_jobs(session, case, SLA_KINDS, "deadlines re-planned", now)
     if case.status in ("closed", "waiting"):
         return
     calendar = deadlines.calendar(case.service_level)
@@ -86,15 +88,15 @@ def plan(session: Session, config: Config, deadlines: Deadlines, case: Case, *,
         if remind_at is not None and remind_at < due:
             put_job(session, case=case, kind="sla.reminder",
                     key=job_key(case, "sla.reminder", which, due), due_at=remind_at, now=now,
-                    detail=detail)
+                    detail=detail, fresh=fresh)
         put_job(session, case=case, kind="sla.escalation",
                 key=job_key(case, "sla.escalation", which, due), due_at=due, now=now,
-                detail=detail)
+                detail=detail, fresh=fresh)
         if escalation.supervisor:
             later = calendar.add(due, parse_duration(escalation.supervisor_after))
             put_job(session, case=case, kind="sla.supervisor",
                     key=job_key(case, "sla.supervisor", which, due), due_at=later, now=now,
-                    detail=detail)
+                    detail=detail, fresh=fresh)
 
 
 def pause(session: Session, case: Case, *, actor: str, now: datetime,

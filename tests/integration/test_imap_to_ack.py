@@ -241,7 +241,8 @@ def test_idle_acknowledges_within_a_second(tmp_path: Path, imap_account: Any,
                                                    message_id=f"<idle{n}@customer.test>"))
             smtp_server.wait_for(n + 1, timeout=10)
             latencies.append(time.monotonic() - started)
-        assert max(latencies) < 1.5, latencies
+        print(f"IDLE ack latencies (s): {[round(x, 3) for x in latencies]}")
+        assert sorted(latencies)[1] < 1.0 and max(latencies) < 1.5, latencies
     finally:
         daemon.request_stop()
         thread.join(15)

@@ -48,6 +48,21 @@ def parse_interval(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def _check_interval(value: str) -> str:
+    parse_interval(value)
+    return value
+
+
+def _check_single_line(value: str) -> str:
+    if any(c in value for c in "\r\n"):
+        raise ValueError("must be a single line")
+    return value
+
+
+Interval = Annotated[str, AfterValidator(_check_interval)]
+SingleLine = Annotated[str, AfterValidator(_check_single_line)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -114,16 +129,10 @@ class MailboxConfig(_HasSecret):
     quarantine_folder: str = Field(default="Quarantine", min_length=1)
     path: Path | None = None
     idle: bool = True
-    poll_interval: str = "30s"
+    poll_interval: Interval = "30s"
     batch_size: int = Field(default=100, ge=1, le=5000)
     batch_bytes: int = Field(default=32 * 1024 * 1024, ge=1024 * 1024)
-    timeout: str = "60s"
-
-    @field_validator("poll_interval", "timeout")
-    @classmethod
-    def _interval(cls, value: str) -> str:
-        parse_interval(value)
-        return value
+    timeout: Interval = "60s"
 
     @model_validator(mode="after")
     def _complete(self) -> "MailboxConfig":
@@ -161,25 +170,12 @@ class SmtpConfig(_HasSecret):
     starttls: bool = True
     username: str | None = None
     from_address: Email
-    from_name: str = "Support"
+    from_name: SingleLine = "Support"
     directory: Path | None = None
-    timeout: str = "30s"
-    retry_max_delay: str = "15m"
-    stuck_warning_after: str = "10m"
-    claim_lease: str = "5m"
-
-    @field_validator("timeout", "retry_max_delay", "stuck_warning_after", "claim_lease")
-    @classmethod
-    def _interval(cls, value: str) -> str:
-        parse_interval(value)
-        return value
-
-    @field_validator("from_name")
-    @classmethod
-    def _single_line(cls, value: str) -> str:
-        if any(c in value for c in "\r\n"):
-            raise ValueError("must be a single line")
-        return value
+    timeout: Interval = "30s"
+    retry_max_delay: Interval = "15m"
+    stuck_warning_after: Interval = "10m"
+    claim_lease: Interval = "5m"
 
     @model_validator(mode="after")
     def _complete(self) -> "SmtpConfig":
@@ -267,17 +263,11 @@ class FollowupConfig(_Section):
 
     enabled: bool = True
     local_time: str = Field(default="08:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    min_gap: str = "6h"  # wall-clock time between the customer's message and the follow-up
+    min_gap: Interval = "6h"  # wall-clock time between the customer's message and the follow-up
     digest: bool = True  # managers get a morning digest of what came in during their night
     # Follow-ups in a row with no answer from the team in between: a robot that answers
     # every follow-up must not get one every morning for ever.
     max_unanswered: int = Field(default=2, ge=1)
-
-    @field_validator("min_gap")
-    @classmethod
-    def _gap(cls, value: str) -> str:
-        parse_interval(value)
-        return value
 
     @property
     def time(self) -> dt_time:
@@ -293,16 +283,9 @@ class ManagerConfig(_Section):
     """A person who answers cases from their own mail client."""
 
     email: Email
-    name: str = ""
+    name: SingleLine = ""
     timezone: Zone = "UTC"
     language: Language = "en"
-
-    @field_validator("name")
-    @classmethod
-    def _single_line(cls, value: str) -> str:
-        if any(c in value for c in "\r\n"):
-            raise ValueError("must be a single line")
-        return value
 
 
 class OrganizationConfig(_Section):

@@ -46,12 +46,19 @@ def write(app: App, clock: FixedClock, local: datetime, name: str, **kw: Any) ->
     run_once(app)
 
 
+def written_monday_evening(tmp_path: Path) -> tuple[App, FixedClock]:
+    """An app whose Kyiv customer wrote on Monday 23 Nov at 20:00 local time."""
+    evening = datetime(2026, 11, 23, 20, 0, tzinfo=KYIV)  # a +02:00 Date: header
+    clock = FixedClock(evening)
+    app = app_for(tmp_path, clock)
+    write(app, clock, evening, "a")
+    return app, clock
+
+
 def test_followup_lands_on_the_customers_morning_with_what_happened(tmp_path: Path) -> None:
     # Kyiv customer (inferred from .ua + Date offset) writes Monday 20:00; the manager answers
     # in the night; at 08:30 Kyiv time the customer gets a follow-up naming the answer.
-    clock = FixedClock(datetime(2026, 11, 23, 20, 0, tzinfo=KYIV))
-    app = app_for(tmp_path, clock)
-    write(app, clock, datetime(2026, 11, 23, 20, 0, tzinfo=KYIV), "a")
+    app, clock = written_monday_evening(tmp_path)
     with app.db.session() as session:
         case = session.scalar(select(Case))
         assert case is not None and (case.timezone, case.timezone_source) == (
@@ -96,9 +103,7 @@ def test_several_messages_merge_into_one_followup(tmp_path: Path) -> None:
 
 def test_closed_case_gets_no_followup(tmp_path: Path) -> None:
     # A case closed overnight is not followed up in the morning.
-    clock = FixedClock(datetime(2026, 11, 23, 20, 0, tzinfo=KYIV))
-    app = app_for(tmp_path, clock)
-    write(app, clock, datetime(2026, 11, 23, 20, 0, tzinfo=KYIV), "a")
+    app, clock = written_monday_evening(tmp_path)
     with app.db.transaction() as session:
         case = session.scalar(select(Case))
         assert case is not None
@@ -113,9 +118,7 @@ def test_closed_case_gets_no_followup(tmp_path: Path) -> None:
 
 def test_manager_digest_in_manager_zone_and_schedule_list(tmp_path: Path) -> None:
     # The New York manager's digest is due 08:30 New York time; `schedule list` shows both zones.
-    clock = FixedClock(datetime(2026, 11, 23, 20, 0, tzinfo=KYIV))
-    app = app_for(tmp_path, clock)
-    write(app, clock, datetime(2026, 11, 23, 20, 0, tzinfo=KYIV), "a")
+    app, clock = written_monday_evening(tmp_path)
     path = tmp_path / "cli.toml"
     path.write_text(tomli_w.dumps(config_data(
         tmp_path, managers=[{"email": OLGA, "timezone": "America/New_York"}],
@@ -142,9 +145,7 @@ def test_manager_digest_in_manager_zone_and_schedule_list(tmp_path: Path) -> Non
 
 def test_poll_now_fires_what_is_due_at_that_instant(tmp_path: Path) -> None:
     # `poll --once --now ISO` evaluates the schedule at that instant (a dry run of the morning).
-    clock = FixedClock(datetime(2026, 11, 23, 20, 0, tzinfo=KYIV))
-    app = app_for(tmp_path, clock)
-    write(app, clock, datetime(2026, 11, 23, 20, 0, tzinfo=KYIV), "a")
+    app, clock = written_monday_evening(tmp_path)
     path = tmp_path / "cli.toml"
     path.write_text(tomli_w.dumps(config_data(
         tmp_path, managers=[{"email": OLGA, "timezone": "America/New_York"}],
@@ -162,9 +163,7 @@ def test_poll_now_fires_what_is_due_at_that_instant(tmp_path: Path) -> None:
 
 def test_detailed_answer_already_sent_skips_followup(tmp_path: Path) -> None:
     # When the detailed answer went out overnight, the morning follow-up has nothing to add.
-    clock = FixedClock(datetime(2026, 11, 23, 20, 0, tzinfo=KYIV))
-    app = app_for(tmp_path, clock)
-    write(app, clock, datetime(2026, 11, 23, 20, 0, tzinfo=KYIV), "a")
+    app, clock = written_monday_evening(tmp_path)
     with app.db.transaction() as session:
         case = session.scalar(select(Case))
         assert case is not None
@@ -179,9 +178,7 @@ def test_detailed_answer_already_sent_skips_followup(tmp_path: Path) -> None:
 
 def test_robot_answering_every_followup_gets_at_most_max_unanswered(tmp_path: Path) -> None:
     # A customer-side robot that replies to each follow-up without markers gets two, then none.
-    clock = FixedClock(datetime(2026, 11, 23, 20, 0, tzinfo=KYIV))
-    app = app_for(tmp_path, clock)
-    write(app, clock, datetime(2026, 11, 23, 20, 0, tzinfo=KYIV), "a")
+    app, clock = written_monday_evening(tmp_path)
     for day in range(24, 29):
         clock.set(datetime(2026, 11, day, 8, 45, tzinfo=KYIV))
         run_once(app)

@@ -49,6 +49,15 @@ def case_of(app: App) -> Case:
         return case
 
 
+def opened_monday(tmp_path: Path) -> tuple[App, FixedClock]:
+    """An app whose customer wrote on Monday 30 Nov, 10:00 Kyiv time (inside working hours)."""
+    clock = FixedClock(kyiv(30, 10))
+    app = sla_app(tmp_path, clock)
+    deliver(inbox(app), make_message(), "a", at=clock.now())
+    run_once(app)
+    return app, clock
+
+
 def at(app: App, clock: FixedClock, when: datetime) -> None:
     clock.set(when)
     run_once(app)
@@ -86,11 +95,7 @@ def test_friday_evening_case_is_not_escalated_on_saturday(tmp_path: Path) -> Non
 
 def test_answer_before_deadline_cancels_its_escalation(tmp_path: Path) -> None:
     # A relayed answer meets the preliminary deadline: no escalation for it later.
-    monday = kyiv(30, 10)
-    clock = FixedClock(monday)
-    app = sla_app(tmp_path, clock)
-    deliver(inbox(app), make_message(), "a", at=monday)
-    run_once(app)
+    app, clock = opened_monday(tmp_path)
     notification = sent(app, "manager_new_case")[0]
     deliver(inbox(app), staff_reply(notification, "We are on it."), "r", at=kyiv(30, 11))
     at(app, clock, kyiv(30, 11))
@@ -105,11 +110,7 @@ def test_answer_before_deadline_cancels_its_escalation(tmp_path: Path) -> None:
 
 def test_wait_pauses_and_customer_reply_resumes(tmp_path: Path) -> None:
     # #wait stops the clock (no reminders); the customer's answer resumes it with the time left.
-    monday = kyiv(30, 10)
-    clock = FixedClock(monday)
-    app = sla_app(tmp_path, clock)
-    deliver(inbox(app), make_message(), "a", at=monday)
-    run_once(app)
+    app, clock = opened_monday(tmp_path)
     notification = sent(app, "manager_new_case")[0]
     deliver(inbox(app), staff_reply(notification, "#wait\nWhich printer model is it?"), "w",
             at=kyiv(30, 12))
@@ -133,11 +134,7 @@ def test_wait_pauses_and_customer_reply_resumes(tmp_path: Path) -> None:
 
 def test_reopen_restarts_detailed_clock(tmp_path: Path) -> None:
     # A customer writing to a closed case reopens it with a new detailed deadline from now.
-    monday = kyiv(30, 10)
-    clock = FixedClock(monday)
-    app = sla_app(tmp_path, clock)
-    deliver(inbox(app), make_message(), "a", at=monday)
-    run_once(app)
+    app, clock = opened_monday(tmp_path)
     with app.db.transaction() as session:
         case = session.scalar(select(Case))
         assert case is not None
@@ -151,11 +148,7 @@ def test_reopen_restarts_detailed_clock(tmp_path: Path) -> None:
 
 def test_jobs_fire_once_across_restarts_and_concurrent_daemons(tmp_path: Path) -> None:
     # Two apps (two daemons) on one database ticking at once send one reminder between them.
-    monday = kyiv(30, 10)
-    clock = FixedClock(monday)
-    app = sla_app(tmp_path, clock)
-    deliver(inbox(app), make_message(), "a", at=monday)
-    run_once(app)
+    app, clock = opened_monday(tmp_path)
     clock.set(kyiv(30, 17))
     other = App.build(app.config, clock=clock)  # a second daemon / a restarted one
     threads = [threading.Thread(target=a.tick) for a in (app, other, app, other)]

@@ -23,7 +23,7 @@ from mailbot.config import load_config
 from mailbot.daemon import App, run_once
 from mailbot.outbox.render import format_local
 from mailbot.send.directory import eml_name
-from mailbot.views import show_case
+from mailbot.views import list_jobs, show_case
 
 MARKER = ".mailbot-demo"
 
@@ -186,12 +186,17 @@ def run_demo(directory: Path, echo: Callable[[str], None] = print) -> None:
          "as an update, no second acknowledgement.")
     echo("4. Her out-of-office was recorded on the case and not answered (no mail loop).")
     echo("5. Her first mail delivered a second time was recognised; nothing was duplicated.")
+    followups = [row for row in list_jobs(app.db, config) if row["kind"] == "followup"]
+    if followups:
+        echo(f"6. Olena's morning follow-up is planned for {followups[0]['local_due']} "
+             f"({followups[0]['timezone']}), and Ivan's morning digest in his zone.")
     echo(f"\ncase {case['token']} now holds {len(kinds)} messages ({', '.join(kinds)}); "
          f"{len(sent)} mail(s) went out.")
     echo("\nWhere to look:")
     command = _command_name()
     echo(f"  {command} --config {rel}/mailbot.toml cases list")
     echo(f"  {command} --config {rel}/mailbot.toml cases show {case['token'].strip('[]')}")
+    echo(f"  {command} --config {rel}/mailbot.toml schedule list")
     echo(f"  ls {rel}/sent/     (outgoing mail as .eml files)")
     echo(f"  ls {rel}/inbox/cur (processed mail, flagged Seen)")
     app.db.dispose()

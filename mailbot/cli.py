@@ -149,6 +149,8 @@ def poll(obj: Ctx, once: bool, now: str | None) -> None:
     flushed = report.flushed
     click.echo(f"outbox: {len(flushed.sent)} sent, {flushed.deferred} deferred, "
                f"{flushed.failed} failed")
+    for mailbox, holder in report.skipped.items():
+        click.echo(f"{mailbox}: skipped: {holder} (another mailbot is polling it)")
     for mailbox, reason in report.errors.items():
         click.echo(f"{mailbox}: FAILED: {reason}", err=True)
     if not report.ok:

@@ -104,6 +104,9 @@ def _read_secret(env: str | None, file: Path | None) -> SecretStr | None:
 
 class DatabaseConfig(_Section):
     url: str = "sqlite:///var/mailbot.db"
+    # How long a daemon's claim on a mailbox lasts without renewal: after a kill -9 another
+    # daemon on the same PostgreSQL takes the mailbox over within this time.
+    mailbox_lease: Interval = "15s"
 
     @field_validator("url")
     @classmethod

@@ -16,6 +16,12 @@ between the SMTP server's 250 and our commit is resent after ``[smtp]
 claim_lease`` with the same Message-ID. Under systemd (``Type=notify``) the
 daemon reports READY/RELOADING/STOPPING and pings the watchdog only while its
 watchers and sender show life.
+
+Several daemons may share one PostgreSQL database (DESIGN.md, "Scale"): a watcher
+takes its mailbox's lease (``mailbot.lease``) before it connects to IMAP, renews it
+every third of ``[database] mailbox_lease`` from its loop and gives it back when it
+leaves; a watcher whose mailbox is leased to another daemon waits without connecting
+and takes the mailbox over once that lease has expired (its holder died).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from mailbot.schedule.runner import TickReport, tick
 from mailbot.db.session import Database
 from mailbot.drain import DrainReport, drain
 from mailbot.errors import ConfigError
+from mailbot.lease import MailboxLeases, daemon_id
 from mailbot.fetch import MailSource
 from mailbot.fetch.imap import ImapSource
 from mailbot.fetch.maildir import MaildirSource
@@ -60,6 +67,7 @@ CONNECTION_ERRORS = (IMAPClientError, OSError, socket.timeout, EOFError)
 STOP_GRACE_S = 3.0  # how long SIGTERM waits for the sender, then for a last flush
 IDLE_SEND_WAIT_S = 30.0  # the sender looks at the outbox at least this often
 WATCHER_STOP_S = 8.0  # SIGTERM waits this long for the watchers' batches to commit
+LEASE_CHECK_MAX_S = 2.0  # a watcher without its lease looks again at least this often
 
 
 @dataclass
@@ -96,6 +104,10 @@ class App:
         return OutboxWorker(self.config, self.db, self.blobs, self.renderer, self.sender(),
                             self.clock)
 
+    def leases(self, holder: str) -> MailboxLeases:
+        """Mailbox leases held under ``holder`` for ``[database] mailbox_lease`` at a time."""
+        return MailboxLeases(self.db, holder, parse_interval(self.config.database.mailbox_lease))
+
     def tick(self) -> TickReport:
         """Fire the scheduled jobs (reminders, escalations) due at the clock's now."""
         return tick(self.db, self.config, self.pipeline.secret, self.clock.now())
@@ -105,6 +117,7 @@ class App:
 class RunReport:
     drained: list[DrainReport] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)  # mailbox → reason
+    skipped: dict[str, str] = field(default_factory=dict)  # mailbox → who holds its lease
     flushed: FlushReport = field(default_factory=FlushReport)
     ticked: TickReport = field(default_factory=TickReport)
 
@@ -127,12 +140,22 @@ def run_once(app: App) -> RunReport:
     """One pass: every mailbox drained once (a failing one does not stop the others),
     then the outbox flushed."""
     report = RunReport()
+    leases = app.leases(daemon_id())
     for mailbox in app.config.mailboxes:
+        # A running daemon owns this mailbox: polling it too would only race it.
+        if not leases.acquire(mailbox.name):
+            held = leases.current(mailbox.name)
+            report.skipped[mailbox.name] = (f"leased to {held.holder} until "
+                                            f"{held.expires_at.isoformat()}" if held else "leased")
+            log.info("mailbox %s: skipped, %s", mailbox.name, report.skipped[mailbox.name])
+            continue
         try:
             report.drained.append(drain_mailbox(app, mailbox))
         except CONNECTION_ERRORS as exc:
             report.errors[mailbox.name] = f"{type(exc).__name__}: {exc}"
             log.error("mailbox %s: %s", mailbox.name, report.errors[mailbox.name])
+        finally:
+            leases.release(mailbox.name)
     report.ticked = app.tick()
     report.flushed = asyncio.run(app.outbox().flush())
     return report
@@ -166,6 +189,62 @@ class _WatcherStop(threading.Event):
                 return True
 
 
+class _LeaseGuard(threading.Event):
+    """The stop flag a watcher hands to drain and IDLE while it holds its mailbox's lease.
+
+    Both ask ``is_set()`` after every batch and every second of IDLE; this renews the
+    lease when a third of it has passed, so the renewal needs no thread of its own and
+    stops exactly when the watcher stops asking (stuck or killed). It reads as set when
+    the watcher must stop or when the lease went to another daemon — drain then ends
+    after its batch and IDLE returns, and the session disconnects.
+    """
+
+    def __init__(self, stop: _WatcherStop, leases: MailboxLeases, mailbox: str) -> None:
+        super().__init__()
+        self.stop = stop
+        self.leases = leases
+        self.mailbox = mailbox
+        self.every = leases.duration.total_seconds() / 3
+        self.renewed = time.monotonic()
+        self.lost = False
+
+    def is_set(self) -> bool:
+        if self.stop.is_set() or self.lost:
+            return True
+        now = time.monotonic()
+        if now - self.renewed >= self.every:
+            try:
+                held = self.leases.acquire(self.mailbox)
+            except Exception as exc:  # the database blinked: retry next second, until expiry
+                log.warning("mailbox %s: cannot renew its lease: %s", self.mailbox, exc)
+                held = now - self.renewed < self.leases.duration.total_seconds() - self.every
+            else:
+                self.renewed = now
+            if not held:
+                self.lost = True
+                try:
+                    state = self.leases.current(self.mailbox)
+                except Exception:  # the database is still down: the line just says less
+                    state = None
+                log.warning("lease lost: mailbox=%s holder=%s at=%s now=%s; disconnecting",
+                            self.mailbox, self.leases.holder, self.leases.now().isoformat(),
+                            f"{state.holder} until {state.expires_at.isoformat()}" if state
+                            else "free")
+        return self.lost
+
+    def set(self) -> None:
+        self.stop.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            self.stop.wait(left)
+        return True
+
+
 @dataclass
 class _Watcher:
     mailbox: MailboxConfig
@@ -187,6 +266,7 @@ class Daemon:
         self._reloading: asyncio.Task[bool] | None = None
         self.reloads = 0  # completed reloads, for tests and the status line
         self._stuck = False  # the last health check found the outbox stuck
+        self.holder = daemon_id()  # this daemon's name on its mailbox leases
 
     # -- control -------------------------------------------------------------------------
 
@@ -462,18 +542,60 @@ class Daemon:
                 stop.wait(5)
 
     def _session(self, mailbox: MailboxConfig, stop: _WatcherStop) -> None:
-        source = self.app.source(mailbox)
-        source.open()
+        """Hold the mailbox's lease, then drain and wait on one connection until stop or loss.
+
+        The lease comes first: a daemon that does not hold it never connects, so the
+        mailbox sees one client at a time. Leaving the session for any reason gives it
+        back (a reconnect takes it again), so a clean stop hands over at once.
+        """
+        leases = self.app.leases(self.holder)
+        if not self._await_lease(mailbox, leases, stop):
+            return
+        guard = _LeaseGuard(stop, leases, mailbox.name)
         try:
-            while not stop.is_set():
-                # self.app, not a captured one: after a reload the same connection drains
-                # with the new pipeline (templates, service levels, managers).
-                drain(self.app.pipeline, self.app.db, source, stop=stop, notify=self._notify)
-                if stop.is_set():
-                    return
-                source.wait(stop)
+            source = self.app.source(mailbox)
+            source.open()
+            try:
+                while not guard.is_set():
+                    # self.app, not a captured one: after a reload the same connection drains
+                    # with the new pipeline (templates, service levels, managers).
+                    drain(self.app.pipeline, self.app.db, source, stop=guard, notify=self._notify)
+                    if guard.is_set():
+                        return
+                    source.wait(guard)
+            finally:
+                source.close()
         finally:
-            source.close()
+            if not guard.lost:
+                try:
+                    leases.release(mailbox.name)
+                except Exception as exc:  # it then expires by itself
+                    log.warning("mailbox %s: cannot release its lease: %s", mailbox.name, exc)
+
+    def _await_lease(self, mailbox: MailboxConfig, leases: MailboxLeases,
+                     stop: _WatcherStop) -> bool:
+        """Until this daemon holds the mailbox's lease (True) or is told to stop (False).
+
+        Looks again every fifth of the lease (at most every two seconds), so a dead
+        holder's mailbox is taken over within seconds of its lease running out.
+        """
+        every = min(LEASE_CHECK_MAX_S, max(0.2, leases.duration.total_seconds() / 5))
+        waiting = False
+        while not stop.is_set():
+            try:
+                if leases.acquire(mailbox.name):
+                    return True
+            except Exception as exc:  # the database is down: keep waiting, do not connect
+                log.warning("mailbox %s: cannot take its lease: %s", mailbox.name, exc)
+            else:
+                if not waiting:
+                    state = leases.current(mailbox.name)
+                    log.info("mailbox %s: leased to another daemon (%s); waiting", mailbox.name,
+                             f"{state.holder} until {state.expires_at.isoformat()}" if state
+                             else "?")
+                    waiting = True
+            stop.wait(every)
+        return False
 
 
 def parse_now(text: str) -> datetime:

@@ -298,3 +298,20 @@ class Job(Base):
     created_at: Mapped[datetime]
     done_at: Mapped[datetime | None]
     result: Mapped[str | None] = mapped_column(Text)
+
+
+class MailboxLease(Base):
+    """Which daemon may poll a mailbox, and until when (DESIGN.md, "Scale").
+
+    One row per mailbox: the holder renews ``expires_at`` while it watches and deletes
+    the row on a clean stop; a holder that was killed simply stops renewing, and any
+    other daemon takes the row over once it has expired. See ``mailbot.lease``.
+    """
+
+    __tablename__ = "mailbox_leases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(100), unique=True)
+    holder: Mapped[str] = mapped_column(String(200))  # hostname:pid:random
+    expires_at: Mapped[datetime]
+    taken_at: Mapped[datetime]

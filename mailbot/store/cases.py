@@ -11,6 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from mailbot.db.models import Case, Counter, Event, Participant, ThreadRef
@@ -23,18 +25,24 @@ def next_number(session: Session, name: str = "case") -> int:
     The counter row is updated in the caller's transaction, so a rolled-back case
     gives its number back: customers never see gaps, and two writers serialise on
     the row instead of colliding on the unique constraint.
+
+    The very first number is the one race a plain INSERT would lose: two daemons on
+    PostgreSQL both find no row and both insert it, and one dies of IntegrityError.
+    So the row is created with ``ON CONFLICT DO NOTHING`` (the loser waits for the
+    winner's commit and inserts nothing) and the number always comes from the UPDATE.
     """
-    updated = session.execute(
-        update(Counter).where(Counter.name == name).values(value=Counter.value + 1)
-        .returning(Counter.value)
-    ).scalar_one_or_none()
+    bump = (update(Counter).where(Counter.name == name).values(value=Counter.value + 1)
+            .returning(Counter.value))
+    updated = session.execute(bump).scalar_one_or_none()
     if updated is not None:
         return int(updated)
     # A database that had cases before the counter existed continues after them.
     start = (session.scalar(select(func.max(Case.number))) or 0) + 1 if name == "case" else 1
-    session.add(Counter(name=name, value=start))
-    session.flush()
-    return start
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(insert(Counter).values(name=name, value=start - 1)
+                    .on_conflict_do_nothing(index_elements=["name"]))
+    return int(session.execute(bump).scalar_one())
 
 
 def open_case(

@@ -153,3 +153,18 @@ def staff_reply(notification: EmailMessage, text: str, *, sender: str = "olga@st
         reply[key.replace("_", "-")] = value
     reply.set_content(text)
     return bytes(reply)
+
+
+def message_with_attachment(data: bytes, filename: str, content_type: str = "application/pdf",
+                            *, subject: str = "scan", message_id: str = "<scan@customer.test>",
+                            sender: str = "carol@customer.test") -> bytes:
+    """A customer mail with one attachment (its name is taken as given: tests feed bad ones)."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = SUPPORT
+    message["Subject"] = subject
+    message["Message-ID"] = message_id
+    message.set_content("see attached")
+    maintype, _, subtype = content_type.partition("/")
+    message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    return bytes(message)

@@ -11,7 +11,8 @@ import tomli_w
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from factories import config_data, deliver, imap_mailbox, make_app, make_message, smtp_section
+from factories import (config_data, deliver, imap_mailbox, make_app, make_message,
+                       message_with_attachment, smtp_section)
 from mailbot.cli import cli
 from mailbot.config import config_from_dict
 from mailbot.daemon import App, run_once
@@ -93,19 +94,10 @@ def test_retry_of_a_processing_failure(tmp_path: Path) -> None:
         def put_attachment(self, data: bytes, safe_name: str) -> str:
             raise OSError("disk full")
 
-    import email.message
-
     app, _ = setup(tmp_path)
     healthy = app.pipeline.blobs
     app.pipeline.blobs = FailingBlobs(app.config.storage.dir)
-    message = email.message.EmailMessage()
-    message["From"] = "carol@customer.test"
-    message["To"] = "support@example.test"
-    message["Subject"] = "scan"
-    message["Message-ID"] = "<scan@customer.test>"
-    message.set_content("see attached")
-    message.add_attachment(b"%PDF", maintype="application", subtype="pdf", filename="scan.pdf")
-    deliver(inbox(app), bytes(message), "scan")
+    deliver(inbox(app), message_with_attachment(b"%PDF", "scan.pdf"), "scan")
     run_once(app)
     (row,) = held(app)
     assert row.reason.startswith("processing:") and "disk full" in row.reason

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from factories import T0, deliver, make_app, make_config, make_message
+from factories import T0, deliver, make_app, make_config, make_message, message_with_attachment
 from mailbot.daemon import App, run_once
 from mailbot.db.models import Case, Event, Message, Outbox, Participant, Quarantine
 from mailbot.store.blobs import BlobStore
@@ -210,15 +210,7 @@ def test_failure_inside_processing_rolls_back_only_that_message(tmp_path: Path) 
 
     app = make_app(make_config(tmp_path))
     app.pipeline.blobs = FailingBlobs(app.config.storage.dir)
-    with_attachment = email.message.EmailMessage()
-    with_attachment["From"] = "carol@customer.test"
-    with_attachment["To"] = "support@example.test"
-    with_attachment["Subject"] = "scan"
-    with_attachment["Message-ID"] = "<scan@customer.test>"
-    with_attachment.set_content("see attached")
-    with_attachment.add_attachment(b"%PDF", maintype="application", subtype="pdf",
-                                   filename="scan.pdf")
-    deliver(inbox(app), bytes(with_attachment), "a")
+    deliver(inbox(app), message_with_attachment(b"%PDF", "scan.pdf"), "a")
     deliver(inbox(app), make_message(), "b")
     report = run_once(app)
     assert [o.status for o in report.drained[0].outcomes] == ["quarantined", "stored"]
@@ -230,15 +222,9 @@ def test_failure_inside_processing_rolls_back_only_that_message(tmp_path: Path) 
 
 def test_attachments_stored_under_safe_names(app: App) -> None:
     # An attachment named with a path is stored by a safe basename inside the store.
-    message = email.message.EmailMessage()
-    message["From"] = "carol@customer.test"
-    message["To"] = "support@example.test"
-    message["Subject"] = "logs"
-    message["Message-ID"] = "<logs@customer.test>"
-    message.set_content("attached")
-    message.add_attachment(b"secret", maintype="text", subtype="plain",
-                           filename="../../etc/passwd")
-    deliver(inbox(app), bytes(message), "a")
+    deliver(inbox(app), message_with_attachment(b"secret", "../../etc/passwd", "text/plain",
+                                                subject="logs",
+                                                message_id="<logs@customer.test>"), "a")
     run_once(app)
     with app.db.session() as session:
         from mailbot.db.models import Attachment

@@ -21,6 +21,7 @@ from mailbot.db.models import Quarantine
 from mailbot.errors import MailbotError
 from mailbot.pipeline import Delivery, Outcome, PipelineContext, parse_raw, process
 from mailbot.db.session import Database
+from mailbot.views import text_table
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -55,9 +56,7 @@ def quarantine_table(rows: list[dict[str, Any]]) -> str:
         lines.append((str(row["id"]), row["status"], row["mailbox"], str(row["size"]),
                       (row["created_at"] or "")[:16].replace("T", " "),
                       reason if len(reason) <= 90 else reason[:89] + "…"))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
-                     for line in lines)
+    return text_table(lines)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -104,6 +105,13 @@ def show_case(db: Database, ident: str, prefix: str) -> dict[str, Any] | None:
         return detail
 
 
+def text_table(lines: Sequence[Sequence[str]]) -> str:
+    """Rows (the first is the header) as left-aligned columns two spaces apart."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
+                     for line in lines)
+
+
 def _short(value: str | None, width: int) -> str:
     value = value or ""
     return value if len(value) <= width else value[: width - 1] + "…"
@@ -118,9 +126,7 @@ def cases_table(rows: list[dict[str, Any]]) -> str:
         lines.append((row["token"], row["status"], _short(row["customer"], 30),
                       _short(row["subject"], 40), (row["opened_at"] or "")[:16].replace("T", " "),
                       (row["preliminary_due"] or "")[:16].replace("T", " ")))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
-                     for line in lines)
+    return text_table(lines)
 
 
 def case_text(detail: dict[str, Any]) -> str:
@@ -198,5 +204,4 @@ def jobs_table(rows: list[dict[str, Any]]) -> str:
          r["timezone"], r["kind"] + (f" ({r['deadline']})" if r["deadline"] else ""),
          r["case"] or r["recipient"] or "-")
         for r in rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+    return text_table(lines)

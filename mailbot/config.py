@@ -322,6 +322,31 @@ class StorageConfig(_Section):
     max_message_size: int = Field(default=50 * 1024 * 1024, ge=1024)
 
 
+class ProcessingConfig(_Section):
+    """How inbound mail is parsed: in worker processes, each message within a time limit."""
+
+    # "auto": one per core, at most 4; 0: parse in the daemon's own process (no time limit).
+    workers: int | Literal["auto"] = "auto"
+    time_limit: Interval = "30s"
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 0 <= value <= 64:
+            raise ValueError("must be \"auto\" or a number of processes from 0 to 64")
+        return value
+
+    @property
+    def worker_count(self) -> int:
+        if self.workers == "auto":
+            return max(1, min(os.cpu_count() or 1, 4))
+        return int(self.workers)
+
+    @property
+    def time_limit_s(self) -> float:
+        return parse_interval(self.time_limit).total_seconds()
+
+
 class LoopProtectionConfig(_Section):
     """Limits that stop mail loops the header rules miss (a helpdesk that strips every marker)."""
 
@@ -368,6 +393,7 @@ class Config(_Section):
     organizations: list[OrganizationConfig] = Field(default_factory=list)
     templates: TemplatesConfig = TemplatesConfig()
     storage: StorageConfig = StorageConfig()
+    processing: ProcessingConfig = ProcessingConfig()
     loop_protection: LoopProtectionConfig = LoopProtectionConfig()
     logging: LoggingConfig = LoggingConfig()
 

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
@@ -24,7 +25,8 @@ from sqlalchemy import select, update
 from mailbot.db.models import MailboxState, Message, Quarantine
 from mailbot.db.session import Database
 from mailbot.fetch import Fetched, MailSource
-from mailbot.pipeline import Outcome, PipelineContext, parse_raw, process
+from mailbot.parse_pool import Parsed, Parser
+from mailbot.pipeline import Outcome, PipelineContext, process
 
 log = logging.getLogger("mailbot")
 
@@ -51,27 +53,42 @@ def drain(
     after_uid = _checkpoint(ctx, db, source)
     if source.uidvalidity is not None:
         _finish_pending(db, source)
+    parser = Parser(ctx.config)
+    # A pipeline two batches deep: while the workers parse batch k+1, this thread stores
+    # batch k. Batches still commit one after the other, in UID order.
+    waiting: tuple[list[Fetched], list[Future[Parsed] | Parsed]] | None = None
     for batch in source.batches(after_uid):
-        parsed = [parse_raw(item.raw, item.delivery, ctx.config) for item in batch]
-        with db.transaction() as session:
-            outcomes = [process(ctx, session, item.raw, result, item.delivery)
-                        for item, result in zip(batch, parsed)]
-            uids = [item.delivery.uid for item in batch if item.delivery.uid is not None]
-            if uids and source.uidvalidity is not None:
-                session.execute(
-                    update(MailboxState)
-                    .where(MailboxState.mailbox == source.name, MailboxState.folder == source.folder)
-                    .values(last_uid=max(uids), updated_at=ctx.clock.now())
-                )
-        report.outcomes.extend(outcomes)
-        notify()
-        done = [item for item, outcome in zip(batch, outcomes) if outcome.status != "quarantined"]
-        held = [item for item, outcome in zip(batch, outcomes) if outcome.status == "quarantined"]
-        _mark_done(db, source, done)
-        _move_quarantined(db, source, held)
+        started = parser.submit([(item.raw, item.delivery) for item in batch])
+        if waiting is not None:
+            _store(ctx, db, source, waiting[0], parser.collect(waiting[1]), report, notify)
+        waiting = (batch, started)
         if stop is not None and stop.is_set():
             break
+    if waiting is not None:
+        _store(ctx, db, source, waiting[0], parser.collect(waiting[1]), report, notify)
     return report
+
+
+def _store(ctx: PipelineContext, db: Database, source: MailSource, batch: list[Fetched],
+           parsed: list[Parsed], report: DrainReport, notify: Callable[[], None]) -> None:
+    """One batch: stored and checkpointed in one transaction, then flagged in IMAP."""
+    with db.transaction() as session:
+        with ctx.blobs.batch():  # blobs durable before the rows naming them commit
+            outcomes = [process(ctx, session, item.raw, result, item.delivery)
+                        for item, result in zip(batch, parsed)]
+        uids = [item.delivery.uid for item in batch if item.delivery.uid is not None]
+        if uids and source.uidvalidity is not None:
+            session.execute(
+                update(MailboxState)
+                .where(MailboxState.mailbox == source.name, MailboxState.folder == source.folder)
+                .values(last_uid=max(uids), updated_at=ctx.clock.now())
+            )
+    report.outcomes.extend(outcomes)
+    notify()
+    done = [item for item, outcome in zip(batch, outcomes) if outcome.status != "quarantined"]
+    held = [item for item, outcome in zip(batch, outcomes) if outcome.status == "quarantined"]
+    _mark_done(db, source, done)
+    _move_quarantined(db, source, held)
 
 
 def _checkpoint(ctx: PipelineContext, db: Database, source: MailSource) -> int:

@@ -26,7 +26,7 @@ from mailbot.db.models import Attachment, Case, Message, Quarantine
 from mailbot.errors import ParseError
 from mailbot.language import LanguageChoice, choose_language
 from mailbot.message import Disposition, Inbound, RuleHit
-from mailbot.parse import parse
+from mailbot.parse_pool import parse_bytes
 from mailbot.react import Arrival, react
 from mailbot.schedule.zones import ZoneChoice, resolve_zone
 from mailbot.staff import StaffAuth, authenticate
@@ -43,17 +43,9 @@ STAGES = ("parse", "classify", "thread", "store", "react")
 
 
 def parse_raw(raw: bytes, delivery: Delivery, config: Config) -> Inbound | ParseError:
-    """Parse, or say why not; never raises, so it can run in a pool."""
-    if len(raw) > config.storage.max_message_size:
-        return ParseError(
-            f"message of {len(raw)} bytes exceeds storage.max_message_size "
-            f"({config.storage.max_message_size})"
-        )
-    try:
-        return parse(raw, received_at=delivery.received_at,
-                     synth_domain=config.smtp.from_address.partition("@")[2])
-    except ParseError as exc:
-        return exc
+    """Parse in this process, or say why not; never raises. The drain uses the pool."""
+    return parse_bytes(raw, delivery.received_at, config.storage.max_message_size,
+                       config.smtp.from_address.partition("@")[2])
 
 
 def process(
@@ -68,7 +60,11 @@ def process(
     if isinstance(parsed, ParseError):
         return quarantine(ctx, session, raw, delivery, f"parse: {parsed}")
     try:
-        with session.begin_nested():
+        # No autoflush: the ORM would otherwise flush before each of the message's dozen
+        # small lookups, one round trip per pending row. The savepoint's release flushes
+        # everything the message added at once (one executemany per table); the few
+        # places that need a database id flush explicitly.
+        with session.no_autoflush, session.begin_nested():
             return _process(ctx, session, raw, parsed, delivery)
     except Exception as exc:  # one bad message must never stop the others
         log.exception("message %s failed; quarantined", parsed.message_id)

@@ -4,20 +4,89 @@ Raw mail is kept byte for byte (gzip, addressed by the sha256 of the original
 bytes), so whatever the parser or a later bug does, the message can be re-run.
 Files are written to a temporary name, fsynced and renamed: a crash leaves either
 the whole file or none, and a second write of the same content is a no-op.
+
+Inside ``batch()`` the fsync is deferred: the drain writes a whole batch's blobs,
+then makes them durable with one ``syncfs`` of the store's file system (falling back
+to one fsync per file where there is no syncfs) before the transaction that refers
+to them commits. Per-file fsyncs were about a tenth of the ingest time.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gzip
 import hashlib
 import os
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+
+def _syncfs() -> "ctypes._NamedFuncPointer | None":
+    if not hasattr(os, "O_DIRECTORY"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        return libc.syncfs  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+_SYNCFS = _syncfs()
 
 
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        # Per thread: each mailbox watcher batches its own writes; the outbox's are unaffected.
+        self._local = threading.local()
+
+    @property
+    def _deferred(self) -> list[Path] | None:
+        return getattr(self._local, "deferred", None)
+
+    @_deferred.setter
+    def _deferred(self, value: list[Path] | None) -> None:
+        self._local.deferred = value
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Write without fsyncing each file; make everything durable once, at the end.
+
+        The caller commits the rows that refer to these files only after the block
+        ends normally, so a crash can leave an unreferenced file but never a row
+        pointing at a file that is not on disk.
+        """
+        if self._deferred is not None:  # nested: the outer batch syncs
+            yield
+            return
+        written: list[Path] = []
+        self._deferred = written
+        try:
+            yield
+            self.sync(written)
+        finally:
+            self._deferred = None
+
+    def sync(self, paths: list[Path]) -> None:
+        if not paths:
+            return
+        if _SYNCFS is not None:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                if _SYNCFS(fd) == 0:
+                    return
+            finally:
+                os.close(fd)
+        for path in paths:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def raw_path(self, sha256: str) -> Path:
         return self.root / "raw" / sha256[:2] / sha256[2:4] / f"{sha256}.eml.gz"
@@ -58,16 +127,18 @@ class BlobStore:
     def get_attachment(self, sha256: str, safe_name: str) -> bytes:
         return self.attachment_path(sha256, safe_name).read_bytes()
 
-    @staticmethod
-    def _write_atomic(path: Path, data: bytes) -> None:
+    def _write_atomic(self, path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
-                os.fsync(handle.fileno())
+                if self._deferred is None:
+                    os.fsync(handle.fileno())
             os.replace(tmp, path)
+            if self._deferred is not None:
+                self._deferred.append(path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

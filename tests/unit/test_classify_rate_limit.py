@@ -98,3 +98,15 @@ def test_reply_to_our_own_address_is_not_answered(tmp_path: Path) -> None:
     with app.db.session() as session:
         event = session.scalar(select(Event).where(Event.kind == "reply_suppressed"))
     assert event is not None and "mailbot's own" in event.detail["reason"]
+
+
+def test_limit_matches_the_address_exactly_in_sql(tmp_path: Path) -> None:
+    # The SQL prefilter on the stored JSON must neither miss a mixed-case address nor let
+    # LIKE wildcards in an address ("_" matches any character) count someone else's acks.
+    app = make_app(make_config(tmp_path, loop_protection={"max_acks_per_sender": 1}))
+    new_request(app, 1, sender="Team_A@Helpdesk.test")
+    new_request(app, 2, sender="teamxa@helpdesk.test", minutes=1)
+    new_request(app, 3, sender="team_a@helpdesk.test", minutes=2)
+    acked = {o.message_id: o.ack_queued for o in run_once(app).drained[0].outcomes}
+    assert acked == {"<t1.Team_A@Helpdesk.test>": True, "<t2.teamxa@helpdesk.test>": True,
+                     "<t3.team_a@helpdesk.test>": False}

@@ -66,17 +66,22 @@ def manager_context(manager: ManagerConfig) -> dict[str, str]:
 
 
 def _attachment_rows(session: Session, message: Message) -> list[Attachment]:
+    # The pipeline runs without autoflush; the message's attachments may still be pending.
+    session.flush()
     return list(session.scalars(select(Attachment).where(Attachment.message_pk == message.id)
                                 .order_by(Attachment.id)))
 
 
 def notify_manager(session: Session, config: Config, secret: bytes | None, case: Case,
                    message: Message, *, kind: str, now: datetime,
-                   cause: str | None = None) -> Outbox | None:
+                   cause: str | None = None, attachment_names: list[str] | None = None,
+                   new_case: bool = False) -> Outbox | None:
     """Send the case's manager the customer's message, in a mail they can answer.
 
     ``cause`` defaults to the message's id; a hand-over names its own (the #assign
     reply), or the new manager would be "already notified" by the old one's mail.
+    The pipeline passes what it already knows (the attachments' names; that the case
+    is new, so nothing can be queued for it yet) to save the lookups.
     """
     manager = config.find_manager(case.manager_email or "")
     if manager is None or secret is None:
@@ -93,13 +98,14 @@ def notify_manager(session: Session, config: Config, secret: bytes | None, case:
         "preliminary_due": format_local(case.preliminary_due, zone),
         "detailed_due": format_local(case.detailed_due, zone),
         "text": message.body_text,
-        "attachments": [a.filename for a in _attachment_rows(session, message)],
+        "attachments": (attachment_names if attachment_names is not None
+                        else [a.filename for a in _attachment_rows(session, message)]),
         **headers.context,
     }
     row = enqueue(
         session, case=case, kind=kind, cause=cause or message.message_id, to=[manager.email],
         context=context, now=now, domain=_domain(config), language=manager.language,
-        message_id=headers.message_id,
+        message_id=headers.message_id, check_existing=not new_case,
     )
     if row is not None:
         add_event(session, case, "manager_notified", actor="mailbot", at=now,

@@ -91,7 +91,8 @@ def react(ctx: PipelineContext, session: Session, arrival: Arrival, now: datetim
                   note="handled as customer mail; commands ignored")
     if sender and verdict.disposition is Disposition.ACKNOWLEDGE:
         role = "customer" if sender.email == case.customer_email else "cc"
-        if add_participant(session, case, sender.email, sender.name, role, received_at):
+        if add_participant(session, case, sender.email, sender.name, role, received_at,
+                           new_case=new_case):
             if not new_case:
                 add_event(session, case, "participant_added", actor=sender.email, at=now,
                           email=sender.email, reason="wrote to the case")
@@ -99,7 +100,7 @@ def react(ctx: PipelineContext, session: Session, arrival: Arrival, now: datetim
             ccs = {cc.email: cc for cc in inbound.cc
                    if cc.email not in config.own_addresses and cc.email != sender.email}
             for cc in list(ccs.values())[:MAX_CC_PARTICIPANTS]:
-                add_participant(session, case, cc.email, cc.name, "cc", received_at)
+                add_participant(session, case, cc.email, cc.name, "cc", received_at, new_case=True)
             if len(ccs) > MAX_CC_PARTICIPANTS:
                 # A blast to thousands is not a conversation; relaying to all would be spam.
                 add_event(session, case, "participants_capped", actor="mailbot", at=now,
@@ -113,7 +114,8 @@ def react(ctx: PipelineContext, session: Session, arrival: Arrival, now: datetim
     if new_case:
         ack_queued = _queue_ack(ctx, session, case, inbound, message, now)
         notify_manager(session, config, ctx.secret, case, message, kind="manager_new_case",
-                       now=now)
+                       now=now, new_case=True,
+                       attachment_names=[a.filename for a in inbound.attachments])
     elif verdict.disposition is Disposition.ACKNOWLEDGE:
         if case.status == "closed":
             case.status, case.closed_at = "open", None
@@ -125,7 +127,7 @@ def react(ctx: PipelineContext, session: Session, arrival: Arrival, now: datetim
             sla.resume(session, config, ctx.deadlines, case, actor=message.from_email, now=now,
                        message_pk=message.id)
         notify_manager(session, config, ctx.secret, case, message, kind="manager_update",
-                       now=now)
+                       now=now, attachment_names=[a.filename for a in inbound.attachments])
     if verdict.disposition is Disposition.ACKNOWLEDGE:
         _plan_overnight(ctx, session, case, received_at, now, new_case)
     log.info("message %s → %s (%s, %s)%s", inbound.message_id, case.token, verdict.kind,
@@ -191,7 +193,7 @@ def _queue_ack(ctx: PipelineContext, session: Session, case: Case, inbound: Inbo
         now=now, domain=config.smtp.from_address.partition("@")[2],
         in_reply_to=inbound.message_id,
         references=[*inbound.references[-10:], inbound.message_id],
-        language=case.language,
+        language=case.language, check_existing=False,  # the case is new: nothing queued yet
     )
     if row is None:
         return False

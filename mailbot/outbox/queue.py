@@ -16,10 +16,12 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from mailbot.db.models import Case, Outbox
-from mailbot.store.cases import add_thread_refs
+from mailbot.db.models import Case, Outbox, ThreadRef
 
 CLAIM_LEASE = timedelta(minutes=5)
+#: ``session.info`` key: (causes checked, {(case_id, kind, cause) already queued}), set by a
+#: caller that checked a whole batch in one query (the scheduler tick).
+PRECHECKED_CAUSES = "mailbot.outbox.prechecked"
 
 
 def make_message_id(kind: str, case: Case | None, domain: str) -> str:
@@ -43,18 +45,27 @@ def enqueue(
     references: list[str] | None = None,
     language: str = "en",
     message_id: str | None = None,
+    check_existing: bool = True,
 ) -> Outbox | None:
     """Queue a mail unless the same (case, kind, cause) is already queued; returns the new row.
 
     Mail about no case (a manager's digest) is deduplicated here too: SQL does not
-    enforce a unique key whose case_id is NULL.
+    enforce a unique key whose case_id is NULL. ``check_existing=False`` is for a
+    caller that knows there can be none (a case opened in this very transaction);
+    the unique key still guards it.
     """
-    same_case = Outbox.case_id.is_(None) if case is None else Outbox.case_id == case.id
-    existing = session.scalar(
-        select(Outbox.id).where(same_case, Outbox.kind == kind, Outbox.cause == cause)
-    )
-    if existing is not None:
-        return None
+    prechecked = session.info.get(PRECHECKED_CAUSES)
+    if check_existing and prechecked is not None and cause in prechecked[0]:
+        if (case.id if case is not None else None, kind, cause) in prechecked[1]:
+            return None
+        prechecked[1].add((case.id if case is not None else None, kind, cause))
+    elif check_existing:
+        same_case = Outbox.case_id.is_(None) if case is None else Outbox.case_id == case.id
+        existing = session.scalar(
+            select(Outbox.id).where(same_case, Outbox.kind == kind, Outbox.cause == cause)
+        )
+        if existing is not None:
+            return None
     row = Outbox(
         case_id=case.id if case is not None else None,
         kind=kind,
@@ -73,9 +84,9 @@ def enqueue(
         created_at=now,
     )
     session.add(row)
-    session.flush()
     if case is not None:
-        add_thread_refs(session, case.id, [row.message_id])
+        # A Message-ID made just now cannot be known yet: no lookup, no flush.
+        session.add(ThreadRef(message_id=row.message_id, case_id=case.id))
     return row
 
 

@@ -86,17 +86,23 @@ def open_case(
 
 
 def add_participant(
-    session: Session, case: Case, email: str, name: str, role: str, at: datetime
+    session: Session, case: Case, email: str, name: str, role: str, at: datetime,
+    *, new_case: bool = False,
 ) -> Participant | None:
-    """Add someone to a case unless they already are on it; returns the new row or None."""
-    existing = session.scalar(
-        select(Participant).where(Participant.case_id == case.id, Participant.email == email)
-    )
-    if existing is not None:
-        return None
+    """Add someone to a case unless they already are on it; returns the new row or None.
+
+    ``new_case``: the case was opened in this transaction, so nobody is on it yet and
+    the lookup (a round trip per participant on the ingest path) is skipped.
+    """
+    if not new_case:
+        existing = session.scalar(
+            select(Participant.id).where(Participant.case_id == case.id,
+                                         Participant.email == email)
+        )
+        if existing is not None:
+            return None
     participant = Participant(case_id=case.id, email=email, name=name, role=role, added_at=at)
     session.add(participant)
-    session.flush()
     return participant
 
 

@@ -19,11 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailbot.config import Config
-from mailbot.db.models import Case, Job
+from mailbot.db.models import Case, Job, Outbox
 from mailbot.db.session import Database
 from mailbot.managers import manager_context, signed_headers
 from mailbot.outbox.contexts import case_base
-from mailbot.outbox.queue import enqueue
+from mailbot.outbox.queue import PRECHECKED_CAUSES, enqueue
 from mailbot.outbox.render import format_local
 from mailbot.schedule.overnight import fire_digest, fire_followup
 from mailbot.store.cases import add_event
@@ -50,19 +50,41 @@ def tick(db: Database, config: Config, secret: bytes | None, now: datetime,
             if db.dialect == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             jobs = list(session.scalars(query))
-            for job in jobs:
-                handler = HANDLERS.get(job.kind)
-                outcome = handler(session, config, secret, job, now) if handler else \
-                    f"cancelled: no handler for {job.kind}"
-                job.done_at = now
-                if outcome.startswith("cancelled"):
-                    job.status, job.result = "cancelled", outcome
-                    report.cancelled.append(job.key)
-                else:
-                    job.status, job.result = "done", outcome
-                    report.fired.append(job.key)
+            # Held here: the identity map keeps objects only while someone refers to them.
+            cases = _preload(session, jobs)  # noqa: F841
+            # Without autoflush, each job's rows wait for the commit's single flush (one
+            # executemany per table) instead of being flushed before the next lookup.
+            with session.no_autoflush:
+                for job in jobs:
+                    handler = HANDLERS.get(job.kind)
+                    outcome = handler(session, config, secret, job, now) if handler else \
+                        f"cancelled: no handler for {job.kind}"
+                    job.done_at = now
+                    if outcome.startswith("cancelled"):
+                        job.status, job.result = "cancelled", outcome
+                        report.cancelled.append(job.key)
+                    else:
+                        job.status, job.result = "done", outcome
+                        report.fired.append(job.key)
+            session.info.pop(PRECHECKED_CAUSES, None)
         if len(jobs) < limit:
             return report
+
+
+def _preload(session: Session, jobs: list[Job]) -> list[Case]:
+    """Load a batch's cases and its outbox duplicates in two queries instead of 2 per job.
+
+    ``session.get(Case, …)`` in the handlers then finds each case in the identity
+    map, and ``enqueue`` answers "already queued?" from the set left in ``session.info``.
+    """
+    case_ids = sorted({job.case_id for job in jobs if job.case_id is not None})
+    cases = list(session.scalars(select(Case).where(Case.id.in_(case_ids)))) if case_ids else []
+    causes = {job.key for job in jobs}
+    present = set(session.execute(
+        select(Outbox.case_id, Outbox.kind, Outbox.cause).where(Outbox.cause.in_(causes))
+    ).tuples()) if causes else set()
+    session.info[PRECHECKED_CAUSES] = (causes, present)
+    return cases
 
 
 def _span(seconds: float) -> str:

@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -462,6 +463,61 @@ def report_sla(obj: Ctx, since: str | None, as_json: bool, now: str | None) -> N
     app = obj.app()
     data = sla_report(app.db, Deadlines(app.config), now_at or app.clock.now(), since_at)
     click.echo(json.dumps(data, indent=2) if as_json else report_text(data))
+
+
+@cli.command("import")
+@click.option("--mailbox", "mailbox_name", required=True, metavar="NAME",
+              help="A [[mailboxes]] name from the config (its server and login are used).")
+@click.option("--folder", required=True, metavar="F", help="The IMAP folder to read, e.g. INBOX "
+              "or Archive/2024. It is opened read-only.")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), metavar="DATE",
+              help="Only mail the server received on or after this day (IMAP SEARCH SINCE).")
+@click.option("--batch", "batch_size", type=click.IntRange(1, 5000), metavar="N",
+              help="Messages per transaction and checkpoint (default: the mailbox's batch_size).")
+@click.option("--restart", is_flag=True, help="Forget this folder's import checkpoint and read "
+              "it from the start (needed after its UIDVALIDITY changed).")
+@click.pass_obj
+@handled
+def import_(obj: Ctx, mailbox_name: str, folder: str, since: datetime | None,
+            batch_size: int | None, restart: bool) -> None:
+    """Backfill a folder's mail history into cases, sending and scheduling nothing.
+
+    History threads into cases like live mail (raw mail kept, malformed mail
+    quarantined, mail already recorded skipped), but nobody is acknowledged or
+    notified and no deadline, reminder or follow-up is set: cases it opens are
+    closed and marked `imported`; live mail reopens them. The folder is only read
+    (EXAMINE): no flag, move or delete, so it may run beside the daemon.
+    Interrupted (Ctrl-C, SIGTERM, even kill -9), the same command continues where
+    it stopped. Progress and ETA go to stderr, the summary to stdout.
+
+    \b
+    Example:
+      mailbot import --mailbox support --folder Archive/2024 --since 2024-01-01
+      mailbot import --mailbox support --folder INBOX --batch 200
+    """
+    import logging as _logging
+
+    from mailbot.backfill.progress import progress_for
+    from mailbot.backfill.run import import_history, mailbox_named, stop_on_signals
+
+    app = obj.app()
+    mailbox = mailbox_named(app.config, mailbox_name)
+    if mailbox is None:
+        known = ", ".join(m.name for m in app.config.mailboxes) or "none"
+        click.echo(f"mailbot: no mailbox {mailbox_name!r} in the config (configured: {known})",
+                   err=True)
+        sys.exit(2)
+    if not obj.debug:  # one log line per message would tear the progress bar apart
+        _logging.getLogger("mailbot.pipeline").setLevel(_logging.WARNING)
+    progress = progress_for(sys.stderr, f"importing {mailbox.name}/{folder}")
+    with stop_on_signals() as stop:
+        report = import_history(app.pipeline, app.db, mailbox, folder,
+                                since=since.date() if since else None, batch_size=batch_size,
+                                restart=restart, stop=stop, progress=progress)
+    for line in report.summary():
+        click.echo(line)
+    if report.interrupted:
+        sys.exit(1)
 
 
 def main() -> None:

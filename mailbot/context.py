@@ -41,3 +41,6 @@ class PipelineContext:
     clock: Clock
     deadlines: Deadlines
     secret: bytes | None = None  # signs notifications to managers (staff authentication)
+    # History from an older system (``mailbot import``): recorded on cases, never answered —
+    # no acknowledgement, notification, relay, #command, deadline or job (mailbot.backfill).
+    historic: bool = False

@@ -217,6 +217,10 @@ def _authenticate_staff(ctx: PipelineContext, inbound: Inbound, verdict: Classif
     manager = ctx.config.find_manager(sender.email)
     if manager is None:
         return None, None
+    if ctx.historic:
+        # History predates our signed notifications: a configured manager's address is the
+        # staff side of the conversation there, not a forgery (and no source of #commands).
+        return manager, StaffAuth(True, "historic", "imported history from a manager address")
     auth = authenticate(
         inbound, secret=ctx.secret, prefix=ctx.config.cases.token_prefix,
         trusted_authserv_ids=frozenset(i.lower() for i in ctx.config.security.trusted_authserv_ids),

@@ -11,12 +11,13 @@ new reason. The daemon itself never retries (a poison message would loop).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
+from mailbot.backfill import is_import_folder
 from mailbot.db.models import Quarantine
 from mailbot.errors import MailbotError
 from mailbot.pipeline import Delivery, Outcome, PipelineContext, parse_raw, process
@@ -90,6 +91,8 @@ def retry(ctx: PipelineContext, db: Database, quarantine_id: int) -> RetryResult
             raise MailbotError(f"raw bytes of quarantined message {quarantine_id} are missing "
                                f"from the storage: {exc}") from None
         delivery = Delivery(row.mailbox, row.folder, None, None, row.received_at)
+        if is_import_folder(row.folder):
+            ctx = replace(ctx, historic=True)  # imported history stays history: nothing sent
         parsed = parse_raw(raw, delivery, ctx.config)
         outcome = process(ctx, session, raw, parsed, delivery)
         now = ctx.clock.now()

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from mailbot import bounces
 from mailbot.assign import Assignment
+from mailbot.backfill.record import record_history
 from mailbot.classify import Classification
 from mailbot.classify.rate_limit import ack_refusal
 from mailbot.config import ManagerConfig
@@ -62,6 +63,8 @@ class Arrival:
 
 
 def react(ctx: PipelineContext, session: Session, arrival: Arrival, now: datetime) -> Outcome:
+    if ctx.historic:
+        return record_history(ctx, session, arrival, now)
     config = ctx.config
     inbound, message, case = arrival.inbound, arrival.message, arrival.case
     verdict, decision, new_case = arrival.verdict, arrival.decision, arrival.new_case

@@ -35,6 +35,8 @@ DELETED = b"\\Deleted"
 
 
 class ImapSource:
+    readonly = False  # True: the folder is opened with EXAMINE (see fetch.readonly)
+
     def __init__(self, config: MailboxConfig) -> None:
         self.config = config
         self.name = config.name
@@ -62,7 +64,7 @@ class ImapSource:
             secret = self.config.secret()
             client.login(self.config.username or "", secret.get_secret_value() if secret else "")
             client.normalise_times = False  # keep INTERNALDATE's offset: it is the truth
-            selected = client.select_folder(self.folder)
+            selected = client.select_folder(self.folder, readonly=self.readonly)
         except BaseException:
             _quietly_logout(client)
             raise
@@ -106,7 +108,10 @@ class ImapSource:
 
     def batches(self, after_uid: int) -> Iterator[list[Fetched]]:
         self._take_new_mail_signals()
-        uids = self.pending_uids(after_uid)
+        yield from self.batches_of(self.pending_uids(after_uid))
+
+    def batches_of(self, uids: list[int]) -> Iterator[list[Fetched]]:
+        """These UIDs (ascending) in batches bounded by ``batch_size`` and ``batch_bytes``."""
         if not uids:
             return
         sizes = {}

@@ -395,8 +395,8 @@ def templates_check(obj: Ctx) -> None:
 def templates_preview(obj: Ctx, name: str, case_id: str | None, lang: str | None) -> None:
     """Print one mail as it would be sent: headers, then the body.
 
-    NAME is a mail kind: ack, manager_new_case, relay, followup, reminder, escalation,
-    closed. Without --case the sample data of `templates check` is used.
+    NAME is a mail kind: ack, ack_unregistered, manager_new_case, relay, followup,
+    reminder, escalation, closed. Without --case the sample data of `templates check` is used.
 
     \b
     Example:

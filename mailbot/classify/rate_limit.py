@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from mailbot.config import Config
 from mailbot.db.models import Message, Outbox
+from mailbot.outbox import ACK_KINDS
 
 
 def acks_in_window(session: Session, address: str, received_at: datetime, config: Config) -> int:
@@ -26,7 +27,7 @@ def acks_in_window(session: Session, address: str, received_at: datetime, config
     causes = select(Message.message_id).where(
         Message.direction == "in", Message.received_at > since, Message.received_at <= received_at)
     rows = session.scalars(
-        select(Outbox.to_addrs).where(Outbox.kind == "ack", Outbox.cause.in_(causes)))
+        select(Outbox.to_addrs).where(Outbox.kind.in_(ACK_KINDS), Outbox.cause.in_(causes)))
     address = address.lower()
     return sum(1 for to_addrs in rows if address in (a.lower() for a in to_addrs or []))
 

@@ -289,3 +289,22 @@ def test_cli_help_has_an_example(command: list[str]) -> None:
     result = CliRunner().invoke(cli, [*command, "--help"])
     assert result.exit_code == 0
     assert "Example:" in result.output and f"mailbot {' '.join(command)}" in result.output
+
+
+def test_the_documented_example_file_imports_against_the_example_config(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # config/customers.example.csv is valid for config/mailbot.example.toml: the docs do not rot.
+    from mailbot.config import load_config
+    from mailbot.customers.csvfile import read_csv
+    from mailbot.customers.importer import validate_rows
+
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.setenv("MAILBOT_IMAP_PASSWORD", "x")
+    monkeypatch.setenv("MAILBOT_SMTP_PASSWORD", "y")
+    monkeypatch.setenv("MAILBOT_SECRET", "z" * 32)
+    config = load_config(repo / "config" / "mailbot.example.toml")
+    assert config.customers.unregistered_ack == "auto"
+    table = read_csv(repo / "config" / "customers.example.csv")
+    entries, problems = validate_rows(table.rows, table.columns, config)
+    assert problems == []
+    assert [e.settings["organization"] for e in entries] == ["Acme", "Acme", "Globex", None]

@@ -225,3 +225,20 @@ def test_templates_check_and_preview_cover_ack_unregistered(tmp_path: Path) -> N
     assert shown.exit_code == 0, shown.output
     assert "X-Mailbot-Kind: ack_unregistered" in shown.output
     assert "Мы не нашли ваш адрес olena@customer.example" in shown.output
+
+
+def test_directory_on_postgresql(tmp_path: Path, pg_url: str) -> None:
+    # The same lookups with PostgreSQL as the store: a registered customer's settings and manager,
+    # a stranger's unregistered case and ack_unregistered.
+    app = app_for(tmp_path, database={"url": pg_url})
+    try:
+        write(app, "olena@gmail.example", "a")
+        write(app, "dave@stranger.example", "b")
+        first, second = the_case(app, 1), the_case(app, 2)
+        assert (first.registered, first.timezone_source, first.language, first.manager_email,
+                first.service_level) == (True, "customer", "uk", IVAN, "extended")
+        assert second.registered is False
+        assert [m["To"] for m in sent_mail(app, "ack_unregistered")] == ["dave@stranger.example"]
+        assert [m["To"] for m in sent_mail(app, "ack")] == ["olena@gmail.example"]
+    finally:
+        app.db.dispose()

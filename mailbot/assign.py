@@ -44,7 +44,12 @@ def find_organization(config: Config, email: str) -> OrganizationConfig | None:
 
 
 def assign(session: Session, config: Config, customer_email: str) -> Assignment:
-    organization = find_organization(config, customer_email)
+    return assign_organization(session, config, find_organization(config, customer_email))
+
+
+def assign_organization(session: Session, config: Config,
+                        organization: OrganizationConfig | None) -> Assignment:
+    """As ``assign``, for an organization already known (the customer directory names it)."""
     level = (organization.service_level if organization and organization.service_level
              else config.defaults.service_level)
     if organization and organization.timezone:

@@ -236,6 +236,70 @@ def cases_show(obj: Ctx, case_id: str, as_json: bool) -> None:
 
 
 @cli.group()
+def customers() -> None:
+    """The customer directory: who is registered, their zone, language and level."""
+
+
+@customers.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Check the file and count the changes; write "
+              "nothing.")
+@click.pass_obj
+@handled
+def customers_import(obj: Ctx, file: Path, dry_run: bool) -> None:
+    """Load customers from a CSV file with a header row (all rows, or none).
+
+    Columns: email (required), name, organization, timezone, language,
+    service_level; `,` or `;` separated, UTF-8 with or without BOM. Every bad row
+    is reported as FILE:LINE: column: problem, and then nothing is written (exit 1).
+    Importing again updates what changed; an empty cell clears that setting.
+
+    \b
+    Example:
+      mailbot customers import customers.csv --dry-run
+      mailbot customers import customers.csv
+    """
+    from mailbot.customers.importer import CustomerImportError, import_customers
+
+    app = obj.app()
+    try:
+        result = import_customers(app.db, app.config, file, now=app.clock.now(),
+                                  dry_run=dry_run)
+    except CustomerImportError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        click.echo(f"mailbot: {len(exc.problems)} problem(s) in {file}; nothing was imported",
+                   err=True)
+        sys.exit(1)
+    for note in result.notes:
+        click.echo(note)
+    click.echo(result.summary())
+
+
+@customers.command("list")
+@click.option("--organization", metavar="NAME", help="Only customers of this organization.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+@handled
+def customers_list(obj: Ctx, organization: str | None, as_json: bool) -> None:
+    """List the customer directory, by organization.
+
+    \b
+    Example:
+      mailbot customers list --organization Acme
+      mailbot customers list --json | jq '.[] | select(.timezone == null) | .email'
+    """
+    from mailbot.customers.listing import customers_table, list_customers
+
+    app = obj.app()
+    rows = list_customers(app.db, app.config, organization)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        click.echo(customers_table(rows))
+
+
+@cli.group()
 def quarantine() -> None:
     """Mail that could not be processed: list it, retry it after a fix."""
 
@@ -332,8 +396,8 @@ def templates_check(obj: Ctx) -> None:
 def templates_preview(obj: Ctx, name: str, case_id: str | None, lang: str | None) -> None:
     """Print one mail as it would be sent: headers, then the body.
 
-    NAME is a mail kind: ack, manager_new_case, relay, followup, reminder, escalation,
-    closed. Without --case the sample data of `templates check` is used.
+    NAME is a mail kind: ack, ack_unregistered, manager_new_case, relay, followup,
+    reminder, escalation, closed. Without --case the sample data of `templates check` is used.
 
     \b
     Example:

@@ -311,6 +311,19 @@ class OrganizationConfig(_Section):
         return cleaned
 
 
+class CustomersConfig(_Section):
+    """The customer directory (``mailbot customers import``) and how strangers are answered.
+
+    ``unregistered_ack`` picks the acknowledgement of a sender who is neither in the
+    directory nor at an ``[[organizations]]`` address: ``auto`` sends them
+    ``ack_unregistered`` only once the directory has at least one row (an install
+    that never imports customers keeps answering everyone with ``ack``),
+    ``always`` does so regardless, ``never`` gives everyone ``ack``.
+    """
+
+    unregistered_ack: Literal["auto", "always", "never"] = "auto"
+
+
 class TemplatesConfig(_Section):
     dir: Path = Path("templates")
     # Who is told (once per broken file version) that a template failed and a fallback was used.
@@ -391,6 +404,7 @@ class Config(_Section):
     followup: FollowupConfig = FollowupConfig()
     managers: list[ManagerConfig] = Field(default_factory=list)
     organizations: list[OrganizationConfig] = Field(default_factory=list)
+    customers: CustomersConfig = CustomersConfig()
     templates: TemplatesConfig = TemplatesConfig()
     storage: StorageConfig = StorageConfig()
     processing: ProcessingConfig = ProcessingConfig()

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from mailbot.commands import Parsed, parse_commands
 from mailbot.config import Config, ManagerConfig
 from mailbot.db.models import Attachment, Case, Message, Outbox, Participant
+from mailbot.outbox import ACK_KINDS
 from mailbot.outbox.contexts import case_base
 from mailbot.outbox.queue import enqueue
 from mailbot.outbox.render import format_local, one_line
@@ -212,7 +213,7 @@ def _relay(session: Session, config: Config, case: Case, message: Message,
     references = [m for m in session.scalars(
         select(Message.message_id).where(Message.case_id == case.id,
                                          Message.classification.in_(("customer", "relay",
-                                                                     "ack")))
+                                                                     *ACK_KINDS)))
         .order_by(Message.id))][-10:]
     cc = [p.email for p in session.scalars(
         select(Participant).where(Participant.case_id == case.id, Participant.role == "cc"))

@@ -18,10 +18,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailbot import bounces
-from mailbot.assign import Assignment, assign
+from mailbot.assign import Assignment, assign_organization
 from mailbot.classify import Classification, classify
 from mailbot.config import Config, ManagerConfig
 from mailbot.context import Delivery, Outcome, PipelineContext
+from mailbot.customers.directory import customer_profile
 from mailbot.db.models import Attachment, Case, Message, Quarantine
 from mailbot.errors import ParseError
 from mailbot.language import LanguageChoice, choose_language
@@ -173,17 +174,17 @@ def _open(ctx: PipelineContext, session: Session, inbound: Inbound, delivery: De
           received_at: datetime) -> tuple[Case, LanguageChoice, Assignment, ZoneChoice]:
     """Open a case; returns it with the language chosen for it and why (for the event log)."""
     config = ctx.config
-    # Seam: customer records and organizations (later issues) pass their language settings
-    # here; until then only detection from the customer's text and the default remain.
     sender = inbound.from_addr
-    assignment = assign(session, config, sender.email if sender else "")
+    # The customer directory's settings first, then the organization's (mailbot.customers).
+    profile = customer_profile(session, config, sender.email if sender else "")
+    assignment = assign_organization(session, config, profile.organization)
     organization = assignment.organization
-    language = choose_language(customer=None,
+    language = choose_language(customer=profile.language,
                                organization=organization.language if organization else None,
                                text=f"{inbound.subject}\n{inbound.text}",
                                default=config.defaults.language)
-    level = assignment.service_level
-    zone = resolve_zone(customer=None,
+    level = profile.service_level or assignment.service_level
+    zone = resolve_zone(customer=profile.timezone,
                         organization=organization.timezone if organization else None,
                         sent_at=inbound.date, email=sender.email if sender else "",
                         default=config.defaults.timezone)
@@ -194,7 +195,7 @@ def _open(ctx: PipelineContext, session: Session, inbound: Inbound, delivery: De
         subject=clean_subject(inbound.subject, config.cases.token_prefix) or "(no subject)",
         mailbox=delivery.mailbox,
         customer_email=sender.email if sender else "",
-        customer_name=sender.name if sender else "",
+        customer_name=profile.name or (sender.name if sender else ""),
         service_level=level,
         language=language.language,
         timezone=zone.zone,
@@ -204,7 +205,8 @@ def _open(ctx: PipelineContext, session: Session, inbound: Inbound, delivery: De
         detailed_due=detailed,
     )
     case.manager_email = assignment.manager.email if assignment.manager else None
-    case.organization = organization.name if organization else None
+    case.organization = profile.organization_name
+    case.registered = profile.registered
     return case, language, assignment, zone
 
 

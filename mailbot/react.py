@@ -23,6 +23,7 @@ from mailbot.classify import Classification
 from mailbot.classify.rate_limit import ack_refusal
 from mailbot.config import ManagerConfig
 from mailbot.context import Outcome, PipelineContext
+from mailbot.customers.directory import ack_kind
 from mailbot.db.models import Case, Message
 from mailbot.language import LanguageChoice
 from mailbot.managers import handle_staff_reply, notify_manager
@@ -162,7 +163,7 @@ def _record_events(session: Session, case: Case, message: Message, inbound: Inbo
                   language=case.language,
                   language_source=language.source if language else "default",
                   timezone=case.timezone, timezone_source=case.timezone_source,
-                  timezone_reason=zone.reason if zone else None)
+                  timezone_reason=zone.reason if zone else None, registered=case.registered)
         if decision.refused_token is not None:
             add_event(session, case, "token_refused", actor=actor, at=at, message_pk=message.id,
                       token_number=decision.refused_token, reason=decision.reason)
@@ -191,8 +192,9 @@ def _queue_ack(ctx: PipelineContext, session: Session, case: Case, inbound: Inbo
                   message_pk=message.id, reason=refusal)
         return False
     context = ack_context(case, message.received_at, config)
+    kind = ack_kind(session, config, case)
     row = enqueue(
-        session, case=case, kind="ack", cause=inbound.message_id, to=[reply_to], context=context,
+        session, case=case, kind=kind, cause=inbound.message_id, to=[reply_to], context=context,
         now=now, domain=config.smtp.from_address.partition("@")[2],
         in_reply_to=inbound.message_id,
         references=[*inbound.references[-10:], inbound.message_id],
@@ -201,7 +203,7 @@ def _queue_ack(ctx: PipelineContext, session: Session, case: Case, inbound: Inbo
     if row is None:
         return False
     add_event(session, case, "ack_queued", actor="mailbot", at=now, message_pk=message.id,
-              message_id=row.message_id, to=[reply_to])
+              message_id=row.message_id, to=[reply_to], mail_kind=kind)
     return True
 
 

@@ -30,6 +30,7 @@ def _summary(case: Case, messages: int) -> dict[str, Any]:
         "subject": case.subject,
         "status": case.status,
         "customer": case.customer_email,
+        "registered": case.registered,
         "manager": case.manager_email,
         "service_level": case.service_level,
         "opened_at": _iso(case.opened_at),
@@ -120,10 +121,12 @@ def _short(value: str | None, width: int) -> str:
 def cases_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no cases"
-    header = ("CASE", "STATUS", "CUSTOMER", "SUBJECT", "OPENED (UTC)", "PRELIMINARY DUE (UTC)")
+    header = ("CASE", "STATUS", "CUSTOMER", "REGISTERED", "SUBJECT", "OPENED (UTC)",
+              "PRELIMINARY DUE (UTC)")
     lines = [header]
     for row in rows:
         lines.append((row["token"], row["status"], _short(row["customer"], 30),
+                      "yes" if row["registered"] else "no",
                       _short(row["subject"], 40), (row["opened_at"] or "")[:16].replace("T", " "),
                       (row["preliminary_due"] or "")[:16].replace("T", " ")))
     return text_table(lines)
@@ -133,7 +136,8 @@ def case_text(detail: dict[str, Any]) -> str:
     out = [
         f"{detail['token']}  {detail['subject']}",
         f"  status {detail['status']} · level {detail['service_level']} · "
-        f"customer {detail['customer']} · manager {detail['manager'] or '-'}",
+        f"customer {detail['customer']}{'' if detail['registered'] else ' (unregistered)'} · "
+        f"manager {detail['manager'] or '-'}",
         f"  opened {detail['opened_at']} · preliminary due {detail['preliminary_due']} · "
         f"detailed due {detail['detailed_due']}",
         f"  customer's time zone {detail['timezone']} (from: {detail['timezone_source']})"

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from mailbot.config import Config
 from mailbot.db.models import Message, Outbox
+from mailbot.outbox import ACK_KINDS
 
 
 def acks_in_window(session: Session, address: str, received_at: datetime, config: Config) -> int:
@@ -31,7 +32,7 @@ def acks_in_window(session: Session, address: str, received_at: datetime, config
     # would otherwise all travel to Python for every new one); the exact test follows.
     quoted = json.dumps(address).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     rows = session.scalars(
-        select(Outbox.to_addrs).where(Outbox.kind == "ack", Outbox.cause.in_(causes),
+        select(Outbox.to_addrs).where(Outbox.kind.in_(ACK_KINDS), Outbox.cause.in_(causes),
                                       func.lower(cast(Outbox.to_addrs, Text))
                                       .like(f"%{quoted}%", escape="\\")))
     return sum(1 for to_addrs in rows if address in (a.lower() for a in to_addrs or []))

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -103,6 +104,9 @@ class Case(Base):
     # Added by 0003_sla: the customer's organization (reports) and when #wait paused the clock.
     organization: Mapped[str | None] = mapped_column(String(200))
     paused_at: Mapped[datetime | None]
+    # Added by 0005_customers: was the sender in the customer directory (or at an
+    # [[organizations]] address) when the case opened? Older cases count as registered.
+    registered: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     participants: Mapped[list[Participant]] = relationship(
         back_populates="case", order_by="Participant.id"
@@ -315,3 +319,26 @@ class MailboxLease(Base):
     holder: Mapped[str] = mapped_column(String(200))  # hostname:pid:random
     expires_at: Mapped[datetime]
     taken_at: Mapped[datetime]
+
+
+class Customer(Base):
+    """One entry of the customer directory (``mailbot customers import``).
+
+    ``email`` is unique and lowercased, as the pipeline compares senders, so a new
+    case finds its customer with one indexed lookup. Every setting may be empty:
+    then the organization's, the inferred one or the default applies, as for a
+    sender who is not in the directory. ``organization`` is a name; when it is the
+    name of an ``[[organizations]]`` entry, that entry's manager and settings apply.
+    """
+
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    organization: Mapped[str | None] = mapped_column(String(200))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str | None] = mapped_column(String(10))
+    service_level: Mapped[str | None] = mapped_column(String(50))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

@@ -22,6 +22,7 @@ from mailbot.tokens import strip_reply_prefixes, subject_with_token
 # RFC 3834: what we send on our own initiative says so, and asks other robots not to answer.
 AUTO_SUBMITTED = {
     "ack": "auto-replied",
+    "ack_unregistered": "auto-replied",
     "followup": "auto-generated",
     "reminder": "auto-generated",
     "escalation": "auto-generated",

@@ -45,7 +45,7 @@ log = logging.getLogger("mailbot.render")
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "default_templates"
 KINDS: tuple[str, ...] = (
-    "ack", "manager_new_case", "relay", "followup", "reminder", "escalation", "closed",
+    "ack", "ack_unregistered", "manager_new_case", "relay", "followup", "reminder", "escalation", "closed",
 )
 BASE_LANGUAGE = "en"  # ``<kind>.txt.j2`` is English; a missing variant falls back to it
 PARTS = ("txt", "html")

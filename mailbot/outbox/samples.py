@@ -61,6 +61,11 @@ _EXTRA: dict[str, dict[str, Any]] = {
         "preliminary_due": _local(_PRELIMINARY),
         "detailed_due": _local(_DETAILED),
     },
+    "ack_unregistered": {  # the same variables: only the wording differs
+        "received_at": _local(_RECEIVED),
+        "preliminary_due": _local(_PRELIMINARY),
+        "detailed_due": _local(_DETAILED),
+    },
     "manager_new_case": {
         "manager": _MANAGER,
         "received_at": _local(_RECEIVED),

@@ -25,6 +25,7 @@ from mailbot.config import Config, parse_interval
 from mailbot.db.models import Case, Message, Outbox
 from mailbot.db.session import Database
 from mailbot.errors import PermanentSendError, TemplateError, TemporarySendError
+from mailbot.outbox import ACK_KINDS
 from mailbot.outbox.compose import compose
 from mailbot.outbox.queue import backoff, claim_due
 from mailbot.managers import COMMAND_ERROR_KIND, render_command_error, render_plain
@@ -185,7 +186,7 @@ class OutboxWorker:
                     add_event(session, case, f"{row.kind}_sent", actor="mailbot", at=now,
                               message_pk=message.id, message_id=row.message_id,
                               to=row.to_addrs, attempts=row.attempts)
-            if case is not None and row.kind == "ack" and case.acknowledged_at is None:
+            if case is not None and row.kind in ACK_KINDS and case.acknowledged_at is None:
                 case.acknowledged_at = now
 
     def _mark_deferred(self, row_id: int, error: str) -> None:

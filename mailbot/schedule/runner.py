@@ -80,9 +80,9 @@ def _preload(session: Session, jobs: list[Job]) -> list[Case]:
     case_ids = sorted({job.case_id for job in jobs if job.case_id is not None})
     cases = list(session.scalars(select(Case).where(Case.id.in_(case_ids)))) if case_ids else []
     causes = {job.key for job in jobs}
-    present = set(session.execute(
+    present = {(row.case_id, row.kind, row.cause) for row in session.execute(
         select(Outbox.case_id, Outbox.kind, Outbox.cause).where(Outbox.cause.in_(causes))
-    ).tuples()) if causes else set()
+    )} if causes else set()
     session.info[PRECHECKED_CAUSES] = (causes, present)
     return cases
 

@@ -106,7 +106,7 @@ def test_hostile_mail_is_processed_or_quarantined(tmp_path: Path, name: str) -> 
             assert row is not None and row.reason.startswith("parse:")
             sha = row.raw_sha256
         else:
-            message = session.scalar(select(Message).where(Message.direction == "in"))
+            message = session.scalar(select(Message).where(Message.message_id == "<blast@c.test>"))
             assert message is not None and "\x00" not in message.subject + message.body_text
             sha = message.raw_sha256
             for attachment in session.scalars(select(Attachment)):
@@ -120,14 +120,16 @@ def test_thousands_of_recipients_stay_fast(tmp_path: Path) -> None:
     app = make_app(make_config(tmp_path))
     many = ", ".join(f"user{n}@bulk.test" for n in range(5000))
     raw = make_message(subject="spam blast", message_id="<blast@c.test>", to=many, Cc=many)
-    started = time.perf_counter()
+    run_one(app, make_message(subject="warm-up", message_id="<warm@c.test>"), "warm")
+    started = time.perf_counter()  # the parse workers are up: this times the message alone
     outcome = run_one(app, raw)
     elapsed = time.perf_counter() - started
     assert outcome.status == "stored" and elapsed < 3, elapsed
     with app.db.session() as session:
-        message = session.scalar(select(Message).where(Message.direction == "in"))
+        message = session.scalar(select(Message).where(Message.message_id == "<blast@c.test>"))
         assert message is not None and len(message.to_addrs) == 5000
-        assert session.scalar(select(func.count()).select_from(Participant)) == 51
+        assert session.scalar(select(func.count()).select_from(Participant)
+                              .where(Participant.case_id == message.case_id)) == 51
 
 
 def test_50_mb_message_against_the_size_limit(tmp_path: Path) -> None:

@@ -87,6 +87,15 @@ def handled(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _terminal_width() -> int | None:
+    """Columns to draw tables for on a terminal; None when piped (plain, stable text)."""
+    import shutil
+
+    if not sys.stdout.isatty():
+        return None
+    return shutil.get_terminal_size().columns
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", metavar="PATH", envvar="MAILBOT_CONFIG",
               help="Configuration file (default: $MAILBOT_CONFIG, then config/mailbot.toml).")
@@ -204,7 +213,7 @@ def cases_list(obj: Ctx, status: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
-        click.echo(views.cases_table(rows))
+        click.echo(views.render_table(views.cases_table(rows), _terminal_width()))
 
 
 @cases.command("show")
@@ -253,12 +262,13 @@ def quarantine_list(obj: Ctx, status: str | None, as_json: bool) -> None:
       mailbot quarantine list --status held --json | jq '.[].reason'
     """
     from mailbot.quarantine import list_quarantine, quarantine_table
+    from mailbot.views import render_table
 
     rows = list_quarantine(obj.app().db, status)
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
-        click.echo(quarantine_table(rows))
+        click.echo(render_table(quarantine_table(rows), _terminal_width()))
 
 
 @quarantine.command("retry")
@@ -427,7 +437,8 @@ def schedule_list(obj: Ctx, as_json: bool) -> None:
 
     app = obj.app()
     rows = views.list_jobs(app.db, app.config)
-    click.echo(json.dumps(rows, indent=2) if as_json else views.jobs_table(rows))
+    click.echo(json.dumps(rows, indent=2) if as_json
+               else views.render_table(views.jobs_table(rows), _terminal_width()))
 
 
 @cli.group()

@@ -449,18 +449,29 @@ def report() -> None:
 @report.command("sla")
 @click.option("--since", metavar="DATE", help="Only cases opened on or after this date (ISO).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--html", "html_path", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a self-contained HTML page with charts to FILE (opens offline).")
+@click.option("--zone", metavar="ZONE", help="Time zone whose Mondays start the weeks (default: "
+              "the working-hours zone of the default service level).")
 @click.option("--now", metavar="ISO", help="Judge pending/late as of this instant.")
 @click.pass_obj
 @handled
-def report_sla(obj: Ctx, since: str | None, as_json: bool, now: str | None) -> None:
-    """Per service level, organization and manager: preliminary and detailed answers on
-    time / late / pending, median and p90 working hours to each.
+def report_sla(obj: Ctx, since: str | None, as_json: bool, html_path: Path | None,
+               zone: str | None, now: str | None) -> None:
+    """Per service level, organization and manager: acknowledgement, preliminary and detailed
+    answers on time / late / pending, median and p90 working hours to each.
+
+    With --html FILE it also writes a page with the on-time rate per week and the
+    distribution of times to answer; open it in any browser, no network needed.
 
     \b
     Example:
       mailbot report sla --since 2026-11-01
       mailbot report sla --json | jq '.manager'
+      mailbot report sla --since 2026-10-01 --html sla.html && xdg-open sla.html
     """
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     from mailbot.daemon import parse_now
     from mailbot.reports import report_text, sla_report
     from mailbot.schedule.deadlines import Deadlines
@@ -470,9 +481,25 @@ def report_sla(obj: Ctx, since: str | None, as_json: bool, now: str | None) -> N
         now_at = parse_now(now) if now else None
     except ValueError:
         raise click.BadParameter("expected an ISO date or instant, e.g. 2026-11-01")
+    if zone is not None:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise click.BadParameter(f"{zone!r} is not an IANA time zone, e.g. Europe/Kyiv",
+                                     param_hint="--zone")
     app = obj.app()
-    data = sla_report(app.db, Deadlines(app.config), now_at or app.clock.now(), since_at)
-    click.echo(json.dumps(data, indent=2) if as_json else report_text(data))
+    team_zone = zone or app.config.service_levels[app.config.defaults.service_level].timezone
+    data = sla_report(app.db, Deadlines(app.config), now_at or app.clock.now(), since_at,
+                      team_zone)
+    if html_path is not None:
+        from mailbot.report_html import write_html
+
+        write_html(data, html_path)
+        click.echo(f"report written to {html_path}", err=as_json)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    elif html_path is None:
+        click.echo(report_text(data, _terminal_width()))
 
 
 def main() -> None:

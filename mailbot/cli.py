@@ -168,7 +168,12 @@ def poll(obj: Ctx, once: bool, now: str | None) -> None:
 
 @cli.group()
 def db() -> None:
-    """Database schema management."""
+    """Database schema management.
+
+    \b
+    Example:
+      mailbot --config /etc/mailbot/mailbot.toml db upgrade
+    """
 
 
 @db.command("upgrade")
@@ -191,7 +196,13 @@ def db_upgrade(obj: Ctx) -> None:
 
 @cli.group()
 def cases() -> None:
-    """Look at cases."""
+    """Look at cases.
+
+    \b
+    Example:
+      mailbot cases list --status open
+      mailbot cases show SUP-12
+    """
 
 
 @cases.command("list")
@@ -245,7 +256,13 @@ def cases_show(obj: Ctx, case_id: str, as_json: bool) -> None:
 
 @cli.group()
 def quarantine() -> None:
-    """Mail that could not be processed: list it, retry it after a fix."""
+    """Mail that could not be processed: list it, retry it after a fix.
+
+    \b
+    Example:
+      mailbot quarantine list --status held
+      mailbot quarantine retry 7
+    """
 
 
 @quarantine.command("list")
@@ -302,7 +319,13 @@ def quarantine_retry(obj: Ctx, quarantine_id: int) -> None:
 
 @cli.group()
 def templates() -> None:
-    """Check and preview the admin-editable mail templates."""
+    """Check and preview the admin-editable mail templates.
+
+    \b
+    Example:
+      mailbot templates check
+      mailbot templates preview ack --lang uk
+    """
 
 
 @templates.command("check")
@@ -418,7 +441,12 @@ def demo(directory: Path) -> None:
 
 @cli.group()
 def schedule() -> None:
-    """Scheduled work: SLA reminders and escalations, follow-ups, digests."""
+    """Scheduled work: SLA reminders and escalations, follow-ups, digests.
+
+    \b
+    Example:
+      mailbot schedule list
+    """
 
 
 @schedule.command("list")
@@ -443,7 +471,13 @@ def schedule_list(obj: Ctx, as_json: bool) -> None:
 
 @cli.group()
 def report() -> None:
-    """Reports on how the promises to customers are kept."""
+    """Reports on how the promises to customers are kept.
+
+    \b
+    Example:
+      mailbot report sla --since 2026-11-01
+      mailbot report sla --html sla.html
+    """
 
 
 @report.command("sla")

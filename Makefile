@@ -2,7 +2,8 @@
 #
 #   make venv          .venv with mailbot installed editable plus the test extras
 #   make system-deps   Dovecot (dovecot-imapd) for the integration tests, without starting its service,
-#                      and systemd-analyze (systemd) for the unit test
+#                      systemd-analyze (systemd) for the unit test, and Chromium (chromium) that
+#                      opens the HTML report offline in its test
 #   make postgres      make sure the PostgreSQL server on 127.0.0.1:5432 runs (starts a stopped cluster)
 #   make test          venv + system-deps + postgres, then pytest; extra args: make test PYTEST_ARGS='-k idle -x'
 #   make demo | bench | clean | distclean
@@ -36,15 +37,16 @@ system-deps:
 	@missing=""; \
 	if ! command -v dovecot >/dev/null 2>&1 && [ ! -x /usr/sbin/dovecot ]; then missing="dovecot-imapd"; fi; \
 	if ! command -v systemd-analyze >/dev/null 2>&1; then missing="$$missing systemd"; fi; \
+	if ! command -v chromium >/dev/null 2>&1; then missing="$$missing chromium"; fi; \
 	if [ -z "$$missing" ]; then \
-		echo "system-deps: dovecot present ($$(PATH="$$PATH:/usr/sbin" dovecot --version)), systemd-analyze present"; \
+		echo "system-deps: dovecot present ($$(PATH="$$PATH:/usr/sbin" dovecot --version)), systemd-analyze present, $$(chromium --version 2>/dev/null)"; \
 		exit 0; \
 	fi; \
 	if [ "$$(id -u)" != 0 ]; then \
 		echo "system-deps: missing$$missing; installing needs root:" >&2; \
 		echo "    sudo apt-get install$$missing    (then stop/disable dovecot's service if you like)" >&2; \
 		if [ "$${CI:-}" = true ]; then exit 1; fi; \
-		echo "system-deps: continuing; the Dovecot integration tests will be skipped" >&2; \
+		echo "system-deps: continuing; the tests that need them will be skipped" >&2; \
 		exit 0; \
 	fi; \
 	created_policy=no; \
@@ -58,7 +60,8 @@ system-deps:
 	echo "system-deps: installing$$missing"; \
 	apt-get update -q; \
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
-	/usr/sbin/dovecot --version
+	/usr/sbin/dovecot --version; \
+	chromium --version
 
 # The PostgreSQL tests use the server this machine kind runs on 127.0.0.1:5432 (trust auth,
 # database `test`); when its cluster is installed but stopped, start it (as root).

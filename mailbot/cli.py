@@ -88,6 +88,15 @@ def handled(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _terminal_width() -> int | None:
+    """Columns to draw tables for on a terminal; None when piped (plain, stable text)."""
+    import shutil
+
+    if not sys.stdout.isatty():
+        return None
+    return shutil.get_terminal_size().columns
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", metavar="PATH", envvar="MAILBOT_CONFIG",
               help="Configuration file (default: $MAILBOT_CONFIG, then config/mailbot.toml).")
@@ -160,7 +169,12 @@ def poll(obj: Ctx, once: bool, now: str | None) -> None:
 
 @cli.group()
 def db() -> None:
-    """Database schema management."""
+    """Database schema management.
+
+    \b
+    Example:
+      mailbot --config /etc/mailbot/mailbot.toml db upgrade
+    """
 
 
 @db.command("upgrade")
@@ -183,7 +197,13 @@ def db_upgrade(obj: Ctx) -> None:
 
 @cli.group()
 def cases() -> None:
-    """Look at cases."""
+    """Look at cases.
+
+    \b
+    Example:
+      mailbot cases list --status open
+      mailbot cases show SUP-12
+    """
 
 
 @cases.command("list")
@@ -205,7 +225,7 @@ def cases_list(obj: Ctx, status: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
-        click.echo(views.cases_table(rows))
+        click.echo(views.render_table(views.cases_table(rows), _terminal_width()))
 
 
 @cases.command("show")
@@ -290,18 +310,25 @@ def customers_list(obj: Ctx, organization: str | None, as_json: bool) -> None:
       mailbot customers list --json | jq '.[] | select(.timezone == null) | .email'
     """
     from mailbot.customers.listing import customers_table, list_customers
+    from mailbot.views import render_table
 
     app = obj.app()
     rows = list_customers(app.db, app.config, organization)
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
-        click.echo(customers_table(rows))
+        click.echo(render_table(customers_table(rows), _terminal_width()))
 
 
 @cli.group()
 def quarantine() -> None:
-    """Mail that could not be processed: list it, retry it after a fix."""
+    """Mail that could not be processed: list it, retry it after a fix.
+
+    \b
+    Example:
+      mailbot quarantine list --status held
+      mailbot quarantine retry 7
+    """
 
 
 @quarantine.command("list")
@@ -318,12 +345,13 @@ def quarantine_list(obj: Ctx, status: str | None, as_json: bool) -> None:
       mailbot quarantine list --status held --json | jq '.[].reason'
     """
     from mailbot.quarantine import list_quarantine, quarantine_table
+    from mailbot.views import render_table
 
     rows = list_quarantine(obj.app().db, status)
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
-        click.echo(quarantine_table(rows))
+        click.echo(render_table(quarantine_table(rows), _terminal_width()))
 
 
 @quarantine.command("retry")
@@ -357,7 +385,13 @@ def quarantine_retry(obj: Ctx, quarantine_id: int) -> None:
 
 @cli.group()
 def templates() -> None:
-    """Check and preview the admin-editable mail templates."""
+    """Check and preview the admin-editable mail templates.
+
+    \b
+    Example:
+      mailbot templates check
+      mailbot templates preview ack --lang uk
+    """
 
 
 @templates.command("check")
@@ -473,7 +507,12 @@ def demo(directory: Path) -> None:
 
 @cli.group()
 def schedule() -> None:
-    """Scheduled work: SLA reminders and escalations, follow-ups, digests."""
+    """Scheduled work: SLA reminders and escalations, follow-ups, digests.
+
+    \b
+    Example:
+      mailbot schedule list
+    """
 
 
 @schedule.command("list")
@@ -492,29 +531,47 @@ def schedule_list(obj: Ctx, as_json: bool) -> None:
 
     app = obj.app()
     rows = views.list_jobs(app.db, app.config)
-    click.echo(json.dumps(rows, indent=2) if as_json else views.jobs_table(rows))
+    click.echo(json.dumps(rows, indent=2) if as_json
+               else views.render_table(views.jobs_table(rows), _terminal_width()))
 
 
 @cli.group()
 def report() -> None:
-    """Reports on how the promises to customers are kept."""
+    """Reports on how the promises to customers are kept.
+
+    \b
+    Example:
+      mailbot report sla --since 2026-11-01
+      mailbot report sla --html sla.html
+    """
 
 
 @report.command("sla")
 @click.option("--since", metavar="DATE", help="Only cases opened on or after this date (ISO).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--html", "html_path", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a self-contained HTML page with charts to FILE (opens offline).")
+@click.option("--zone", metavar="ZONE", help="Time zone whose Mondays start the weeks (default: "
+              "the working-hours zone of the default service level).")
 @click.option("--now", metavar="ISO", help="Judge pending/late as of this instant.")
 @click.pass_obj
 @handled
-def report_sla(obj: Ctx, since: str | None, as_json: bool, now: str | None) -> None:
-    """Per service level, organization and manager: preliminary and detailed answers on
-    time / late / pending, median and p90 working hours to each.
+def report_sla(obj: Ctx, since: str | None, as_json: bool, html_path: Path | None,
+               zone: str | None, now: str | None) -> None:
+    """Per service level, organization and manager: acknowledgement, preliminary and detailed
+    answers on time / late / pending, median and p90 working hours to each.
+
+    With --html FILE it also writes a page with the on-time rate per week and the
+    distribution of times to answer; open it in any browser, no network needed.
 
     \b
     Example:
       mailbot report sla --since 2026-11-01
       mailbot report sla --json | jq '.manager'
+      mailbot report sla --since 2026-10-01 --html sla.html && xdg-open sla.html
     """
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     from mailbot.daemon import parse_now
     from mailbot.reports import report_text, sla_report
     from mailbot.schedule.deadlines import Deadlines
@@ -524,9 +581,25 @@ def report_sla(obj: Ctx, since: str | None, as_json: bool, now: str | None) -> N
         now_at = parse_now(now) if now else None
     except ValueError:
         raise click.BadParameter("expected an ISO date or instant, e.g. 2026-11-01")
+    if zone is not None:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise click.BadParameter(f"{zone!r} is not an IANA time zone, e.g. Europe/Kyiv",
+                                     param_hint="--zone")
     app = obj.app()
-    data = sla_report(app.db, Deadlines(app.config), now_at or app.clock.now(), since_at)
-    click.echo(json.dumps(data, indent=2) if as_json else report_text(data))
+    team_zone = zone or app.config.service_levels[app.config.defaults.service_level].timezone
+    data = sla_report(app.db, Deadlines(app.config), now_at or app.clock.now(), since_at,
+                      team_zone)
+    if html_path is not None:
+        from mailbot.report_html import write_html
+
+        write_html(data, html_path)
+        click.echo(f"report written to {html_path}", err=as_json)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    elif html_path is None:
+        click.echo(report_text(data, _terminal_width()))
 
 
 @cli.command("import")

@@ -22,7 +22,7 @@ from mailbot.db.models import Quarantine
 from mailbot.errors import MailbotError
 from mailbot.pipeline import Delivery, Outcome, PipelineContext, parse_raw, process
 from mailbot.db.session import Database
-from mailbot.views import text_table
+from mailbot.views import Table
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -45,11 +45,9 @@ def list_quarantine(db: Database, status: str | None = None) -> list[dict[str, A
         ]
 
 
-def quarantine_table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "quarantine is empty"
+def quarantine_table(rows: list[dict[str, Any]]) -> Table:
     header = ("ID", "STATUS", "MAILBOX", "SIZE", "QUARANTINED (UTC)", "REASON")
-    lines = [header]
+    lines = []
     for row in rows:
         reason = " ".join(str(row["reason"]).split())
         if row["status"] == "retried" and row["result"]:
@@ -57,7 +55,7 @@ def quarantine_table(rows: list[dict[str, Any]]) -> str:
         lines.append((str(row["id"]), row["status"], row["mailbox"], str(row["size"]),
                       (row["created_at"] or "")[:16].replace("T", " "),
                       reason if len(reason) <= 90 else reason[:89] + "…"))
-    return text_table(lines)
+    return Table(header, lines, empty="quarantine is empty", right=frozenset({0, 3}))
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,8 @@
 """What ``cases list`` and ``cases show`` print: rows → plain data → text or JSON.
 
+Listings become a :class:`Table`, drawn by the one helper :func:`render_table`: rich on a
+terminal, plain aligned columns when piped (stable for scripts and tests).
+
 The JSON field names are part of the contract scripts rely on (DESIGN.md):
 ``id, token, subject, status, customer, manager, service_level, opened_at,
 preliminary_due, detailed_due, first_response_at, messages``.
@@ -8,8 +11,9 @@ preliminary_due, detailed_due, first_response_at, messages``.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -106,11 +110,80 @@ def show_case(db: Database, ident: str, prefix: str) -> dict[str, Any] | None:
         return detail
 
 
-def text_table(lines: Sequence[Sequence[str]]) -> str:
-    """Rows (the first is the header) as left-aligned columns two spaces apart."""
+def text_table(lines: Sequence[Sequence[str]], right: Collection[int] = ()) -> str:
+    """Rows (the first is the header) as columns two spaces apart, ``right`` ones right-aligned.
+
+    This plain form is what scripts and tests see when the output is piped: stable, no colour,
+    no box drawing, no width-dependent wrapping.
+    """
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
+    return "\n".join("  ".join(cell.rjust(w) if i in right else cell.ljust(w)
+                               for i, (cell, w) in enumerate(zip(line, widths))).rstrip()
                      for line in lines)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A listing before it is drawn: plain text when piped, a rich table on a terminal.
+
+    ``str(table)`` is the plain form, so a caller that only echoes it keeps working. ``right``
+    holds the indexes of numeric columns; ``empty`` is what an empty listing says instead.
+    """
+
+    header: tuple[str, ...]
+    rows: list[tuple[str, ...]]
+    empty: str = "nothing to show"
+    title: str | None = None
+    right: frozenset[int] = frozenset()
+
+    def __str__(self) -> str:
+        return render_table(self)
+
+
+def render_table(table: Table, width: int | None = None) -> str:
+    """The table as text: plain (``width`` None) or drawn by rich for a terminal ``width`` wide.
+
+    The terminal form is rendered into a string with colour codes so the command still
+    prints through ``click.echo`` (and tests can render it at a fixed width).
+    """
+    if width is None:
+        body = table.empty if not table.rows else text_table([table.header, *table.rows],
+                                                               table.right)
+        return f"{table.title}:\n{_indent(body)}" if table.title else body
+    from io import StringIO
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
+    buffer = StringIO()
+    console = Console(file=buffer, width=width, force_terminal=True, highlight=False,
+                      soft_wrap=False)
+    if not table.rows:
+        if table.title:
+            console.print(f"[bold]{_markup_escape(table.title)}[/bold]")
+        console.print(table.empty, markup=False)
+        return buffer.getvalue().rstrip("\n")
+    drawn = RichTable(title=table.title, title_justify="left", title_style="bold",
+                      box=box.SIMPLE_HEAD, header_style="bold", show_edge=False)
+    for index, name in enumerate(table.header):
+        drawn.add_column(name, justify="right" if index in table.right else "left",
+                         overflow="fold")
+    for row in table.rows:
+        drawn.add_row(*(Text(cell) for cell in row))
+    console.print(drawn)
+    return buffer.getvalue().rstrip("\n")
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line if line else line for line in text.splitlines())
+
+
+def _markup_escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _short(value: str | None, width: int) -> str:
@@ -118,18 +191,16 @@ def _short(value: str | None, width: int) -> str:
     return value if len(value) <= width else value[: width - 1] + "…"
 
 
-def cases_table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "no cases"
+def cases_table(rows: list[dict[str, Any]]) -> Table:
     header = ("CASE", "STATUS", "CUSTOMER", "REGISTERED", "SUBJECT", "OPENED (UTC)",
               "PRELIMINARY DUE (UTC)")
-    lines = [header]
+    lines = []
     for row in rows:
         lines.append((row["token"], row["status"], _short(row["customer"], 30),
                       "yes" if row["registered"] else "no",
                       _short(row["subject"], 40), (row["opened_at"] or "")[:16].replace("T", " "),
                       (row["preliminary_due"] or "")[:16].replace("T", " ")))
-    return text_table(lines)
+    return Table(header, lines, empty="no cases")
 
 
 def case_text(detail: dict[str, Any]) -> str:
@@ -199,13 +270,11 @@ def list_jobs(db: Database, config: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def jobs_table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "no pending jobs"
+def jobs_table(rows: list[dict[str, Any]]) -> Table:
     header = ("DUE (UTC)", "LOCAL", "ZONE", "KIND", "CASE")
-    lines = [header] + [
+    lines = [
         ((r["due_at"] or "")[:16].replace("T", " "), r["local_due"][:16].replace("T", " "),
          r["timezone"], r["kind"] + (f" ({r['deadline']})" if r["deadline"] else ""),
          r["case"] or r["recipient"] or "-")
         for r in rows]
-    return text_table(lines)
+    return Table(header, lines, empty="no pending jobs")

@@ -11,7 +11,7 @@ from mailbot.config import Config
 from mailbot.customers.directory import organization_named
 from mailbot.db.models import Customer
 from mailbot.db.session import Database
-from mailbot.views import text_table
+from mailbot.views import Table
 
 
 def _iso(value: datetime) -> str:
@@ -48,14 +48,13 @@ def list_customers(db: Database, config: Config, organization: str | None = None
         } for c in customers]
 
 
-def customers_table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "no customers"
-    lines = [("EMAIL", "NAME", "ORGANIZATION", "TIME ZONE", "LANG", "LEVEL")]
+def customers_table(rows: list[dict[str, Any]]) -> Table:
+    lines = []
     for row in rows:
         organization = row["organization"] or "-"
         if row["organization"] and not row["organization_configured"]:
             organization += " (plain)"
         lines.append((row["email"], row["name"] or "-", organization, row["timezone"] or "-",
                       row["language"] or "-", row["service_level"] or "-"))
-    return text_table(lines)
+    return Table(("EMAIL", "NAME", "ORGANIZATION", "TIME ZONE", "LANG", "LEVEL"), lines,
+                 empty="no customers")

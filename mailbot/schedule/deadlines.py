@@ -23,6 +23,8 @@ class Deadlines:
             )
             for name, level in config.service_levels.items()
         }
+        self._acknowledge = {name: parse_duration(level.acknowledge)
+                             for name, level in config.service_levels.items()}
 
     @property
     def levels(self) -> frozenset[str]:
@@ -35,3 +37,7 @@ class Deadlines:
         """(preliminary_due, detailed_due) for a case opened at ``opened_at``."""
         calendar, preliminary, detailed = self._levels[level]
         return calendar.add(opened_at, preliminary), calendar.add(opened_at, detailed)
+
+    def acknowledge_due(self, level: str, opened_at: datetime) -> datetime:
+        """When the acknowledgement was promised: the level's ``acknowledge`` in its calendar."""
+        return self._levels[level][0].add(opened_at, self._acknowledge[level])

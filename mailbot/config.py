@@ -347,6 +347,8 @@ class LoopProtectionConfig(_Section):
 
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # text: the classic human line; kv: logfmt key=value; json: one JSON object per line.
+    format: Literal["text", "kv", "json"] = "text"
 
 
 class Config(_Section):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ from sqlalchemy import select, update
 from mailbot.db.models import MailboxState, Message, Quarantine
 from mailbot.db.session import Database
 from mailbot.fetch import Fetched, MailSource
+from mailbot.observe.processed import Processed, report_batch, timed
 from mailbot.pipeline import Outcome, PipelineContext, parse_raw, process
 
 log = logging.getLogger("mailbot")
@@ -45,17 +47,23 @@ def drain(
     *,
     stop: threading.Event | None = None,
     notify: Callable[[], None] = lambda: None,
+    observe: Callable[[Processed], None] | None = None,
 ) -> DrainReport:
-    """Process everything new in an opened source; returns what happened to each message."""
+    """Process everything new in an opened source; returns what happened to each message.
+
+    Each message gets one log line once its batch committed (``observe.processed``);
+    ``observe`` also sees it (the daemon's metrics).
+    """
     report = DrainReport(source.name)
     after_uid = _checkpoint(ctx, db, source)
     if source.uidvalidity is not None:
         _finish_pending(db, source)
     for batch in source.batches(after_uid):
-        parsed = [parse_raw(item.raw, item.delivery, ctx.config) for item in batch]
+        parsed = [timed(parse_raw, item.raw, item.delivery, ctx.config) for item in batch]
         with db.transaction() as session:
-            outcomes = [process(ctx, session, item.raw, result, item.delivery)
-                        for item, result in zip(batch, parsed)]
+            stored = [timed(process, ctx, session, item.raw, result, item.delivery)
+                      for item, (result, _took) in zip(batch, parsed)]
+            outcomes = [outcome for outcome, _took in stored]
             uids = [item.delivery.uid for item in batch if item.delivery.uid is not None]
             if uids and source.uidvalidity is not None:
                 session.execute(
@@ -63,6 +71,9 @@ def drain(
                     .where(MailboxState.mailbox == source.name, MailboxState.folder == source.folder)
                     .values(last_uid=max(uids), updated_at=ctx.clock.now())
                 )
+            committing = time.perf_counter()
+        report_batch([item.delivery for item in batch], [took for _p, took in parsed], stored,
+                     time.perf_counter() - committing, observe)
         report.outcomes.extend(outcomes)
         notify()
         done = [item for item, outcome in zip(batch, outcomes) if outcome.status != "quarantined"]

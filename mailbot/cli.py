@@ -32,8 +32,10 @@ class Ctx:
     def config(self) -> Any:
         from mailbot.config import load_config
 
+        from mailbot.logsetup import setup_logging
+
         config = load_config(self.config_path)
-        _setup_logging(config.logging.level if not self.debug else "DEBUG")
+        setup_logging(config.logging.level if not self.debug else "DEBUG", config.logging.format)
         return config
 
     def app(self, *, clock: Any = None, require_schema: bool = True) -> Any:
@@ -43,19 +45,6 @@ class Ctx:
         if require_schema:
             app.db.require_current()
         return app
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
-    # Alembic announces its dialect on every schema check; only its problems matter here.
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, getattr(logging, level)))
-    # mail-parser warns on every unhandled part and logs whole header values on errors.
-    logging.getLogger("mailparser").setLevel(logging.CRITICAL)
 
 
 def handled(func: F) -> F:

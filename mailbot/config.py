@@ -385,6 +385,46 @@ class LoopProtectionConfig(_Section):
 
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # text: the classic human line; kv: logfmt key=value; json: one JSON object per line.
+    format: Literal["text", "kv", "json"] = "text"
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:9464"`` or ``"[::1]:9464"`` → host and port."""
+    host, colon, port = value.rpartition(":")
+    if not colon or not host or not port.isdigit():
+        raise ValueError(f"{value!r} is not host:port (e.g. '127.0.0.1:9464')")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{value!r}: write an IPv6 address in brackets, e.g. '[::1]:9464'")
+    if not 1 <= int(port) <= 65535 or not host or any(c.isspace() for c in host):
+        raise ValueError(f"{value!r} is not host:port with a port from 1 to 65535")
+    return host, int(port)
+
+
+def _check_listen(value: str) -> str:
+    split_listen(value)
+    return value
+
+
+class MetricsConfig(_Section):
+    """The optional Prometheus endpoint (``/metrics``) and its health check (``/healthz``)."""
+
+    enabled: bool = False
+    # Unauthenticated: keep it on loopback unless a firewall guards the port.
+    listen: Annotated[str, AfterValidator(_check_listen)] = "127.0.0.1:9464"
+    # /healthz fails once a mailbox has been unreachable over IMAP for longer than this.
+    # (The outbox counts as stuck after [smtp] stuck_warning_after, as in the log warning.)
+    imap_unreachable_after: Interval = "5m"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return split_listen(self.listen)
+
+    @property
+    def imap_unreachable_td(self) -> timedelta:
+        return parse_interval(self.imap_unreachable_after)
 
 
 class Config(_Section):
@@ -410,6 +450,7 @@ class Config(_Section):
     processing: ProcessingConfig = ProcessingConfig()
     loop_protection: LoopProtectionConfig = LoopProtectionConfig()
     logging: LoggingConfig = LoggingConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> "Config":

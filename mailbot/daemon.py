@@ -48,6 +48,7 @@ from mailbot.db.session import Database
 from mailbot.drain import DrainReport, drain
 from mailbot.errors import ConfigError
 from mailbot.lease import MailboxLeases, daemon_id
+from mailbot.observe.telemetry import Telemetry
 from mailbot.fetch import MailSource
 from mailbot.fetch.imap import ImapSource
 from mailbot.fetch.maildir import MaildirSource
@@ -267,6 +268,7 @@ class Daemon:
         self.reloads = 0  # completed reloads, for tests and the status line
         self._stuck = False  # the last health check found the outbox stuck
         self.holder = daemon_id()  # this daemon's name on its mailbox leases
+        self.telemetry = Telemetry(lambda: self.app)  # metrics, /healthz
 
     # -- control -------------------------------------------------------------------------
 
@@ -295,6 +297,7 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._loop.add_signal_handler(sig, self.request_stop)
             self._loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        self.telemetry.serve()  # first: a taken [metrics] listen port stops us before any work
         for mailbox in self.app.config.mailboxes:
             self._start_watcher(mailbox)
         sender = asyncio.create_task(self._send_loop())
@@ -309,6 +312,7 @@ class Daemon:
             self.request_stop()
             await asyncio.to_thread(self._join_watchers)
             await self._finish(sender, health)
+            self.telemetry.close()
             self.notifier.close()
             log.info("mailbot stopped")
 
@@ -342,8 +346,8 @@ class Daemon:
                 app, worker = self.app, self.app.outbox()
             self._wake.clear()
             try:
-                await asyncio.to_thread(app.tick)
-                await worker.flush()
+                self.telemetry.ticked(await asyncio.to_thread(app.tick))
+                self.telemetry.flushed(await worker.flush())
             except Exception:  # the sender must survive anything a row or server throws
                 log.exception("outbox flush failed; retrying shortly")
             self._send_beat = time.monotonic()
@@ -469,6 +473,8 @@ class Daemon:
             old = self.app
             if config.database.url != old.config.database.url:
                 log.warning("reload: database.url changed; it takes effect after a restart")
+            if config.metrics != old.config.metrics:
+                log.warning("reload: [metrics] changed; it takes effect after a restart")
             self.app = app
             await self._reconcile_watchers(old.config, config)
             self.reloads += 1
@@ -491,6 +497,7 @@ class Daemon:
                      "removed" if name in gone else "changed")
             watcher.stop.set()
             await asyncio.to_thread(watcher.thread.join)
+            self.telemetry.forget(name)
         for name in changed + [n for n in after if n not in before]:
             if not self.stop.is_set():
                 self._start_watcher(after[name])
@@ -552,19 +559,27 @@ class Daemon:
         if not self._await_lease(mailbox, leases, stop):
             return
         guard = _LeaseGuard(stop, leases, mailbox.name)
+        stage = "connect"  # for the IMAP error metric: which step lost the server
         try:
             source = self.app.source(mailbox)
             source.open()
+            self.telemetry.imap_reached(mailbox.name)
+            stage = "fetch"
             try:
                 while not guard.is_set():
                     # self.app, not a captured one: after a reload the same connection drains
                     # with the new pipeline (templates, service levels, managers).
-                    drain(self.app.pipeline, self.app.db, source, stop=guard, notify=self._notify)
+                    drain(self.app.pipeline, self.app.db, source, stop=guard, notify=self._notify,
+                          observe=self.telemetry.processed)
+                    self.telemetry.imap_reached(mailbox.name)
                     if guard.is_set():
                         return
                     source.wait(guard)
             finally:
                 source.close()
+        except CONNECTION_ERRORS as exc:
+            self.telemetry.imap_failed(mailbox.name, stage, exc)
+            raise
         finally:
             if not guard.lost:
                 try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -25,7 +26,8 @@ from sqlalchemy import select, update
 from mailbot.db.models import MailboxState, Message, Quarantine
 from mailbot.db.session import Database
 from mailbot.fetch import Fetched, MailSource
-from mailbot.parse_pool import Parsed, Parser
+from mailbot.observe.processed import Processed, report_batch, timed
+from mailbot.parse_pool import Parsed, Parser, Timed
 from mailbot.pipeline import Outcome, PipelineContext, process
 
 log = logging.getLogger("mailbot")
@@ -47,8 +49,13 @@ def drain(
     *,
     stop: threading.Event | None = None,
     notify: Callable[[], None] = lambda: None,
+    observe: Callable[[Processed], None] | None = None,
 ) -> DrainReport:
-    """Process everything new in an opened source; returns what happened to each message."""
+    """Process everything new in an opened source; returns what happened to each message.
+
+    Each message gets one log line once its batch committed (``observe.processed``);
+    ``observe`` also sees it (the daemon's metrics).
+    """
     report = DrainReport(source.name)
     after_uid = _checkpoint(ctx, db, source)
     if source.uidvalidity is not None:
@@ -56,26 +63,30 @@ def drain(
     parser = Parser(ctx.config)
     # A pipeline two batches deep: while the workers parse batch k+1, this thread stores
     # batch k. Batches still commit one after the other, in UID order.
-    waiting: tuple[list[Fetched], list[Future[Parsed] | Parsed]] | None = None
+    waiting: tuple[list[Fetched], list[Future[Timed] | Timed]] | None = None
     for batch in source.batches(after_uid):
         started = parser.submit([(item.raw, item.delivery) for item in batch])
         if waiting is not None:
-            _store(ctx, db, source, waiting[0], parser.collect(waiting[1]), report, notify)
+            _store(ctx, db, source, waiting[0], parser.collect(waiting[1]), report, notify,
+                   observe)
         waiting = (batch, started)
         if stop is not None and stop.is_set():
             break
     if waiting is not None:
-        _store(ctx, db, source, waiting[0], parser.collect(waiting[1]), report, notify)
+        _store(ctx, db, source, waiting[0], parser.collect(waiting[1]), report, notify,
+                   observe)
     return report
 
 
 def _store(ctx: PipelineContext, db: Database, source: MailSource, batch: list[Fetched],
-           parsed: list[Parsed], report: DrainReport, notify: Callable[[], None]) -> None:
+           parsed: list[tuple[Parsed, float]], report: DrainReport, notify: Callable[[], None],
+           observe: Callable[[Processed], None] | None) -> None:
     """One batch: stored and checkpointed in one transaction, then flagged in IMAP."""
     with db.transaction() as session:
         with ctx.blobs.batch():  # blobs durable before the rows naming them commit
-            outcomes = [process(ctx, session, item.raw, result, item.delivery)
-                        for item, result in zip(batch, parsed)]
+            stored = [timed(process, ctx, session, item.raw, result, item.delivery)
+                      for item, (result, _took) in zip(batch, parsed)]
+        outcomes = [outcome for outcome, _took in stored]
         uids = [item.delivery.uid for item in batch if item.delivery.uid is not None]
         if uids and source.uidvalidity is not None:
             session.execute(
@@ -83,6 +94,9 @@ def _store(ctx: PipelineContext, db: Database, source: MailSource, batch: list[F
                 .where(MailboxState.mailbox == source.name, MailboxState.folder == source.folder)
                 .values(last_uid=max(uids), updated_at=ctx.clock.now())
             )
+        committing = time.perf_counter()
+    report_batch([item.delivery for item in batch], [took for _p, took in parsed], stored,
+                 time.perf_counter() - committing, observe)
     report.outcomes.extend(outcomes)
     notify()
     done = [item for item, outcome in zip(batch, outcomes) if outcome.status != "quarantined"]

@@ -19,6 +19,7 @@ import atexit
 import logging
 import multiprocessing
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, TimeoutError
 from datetime import datetime
@@ -36,6 +37,7 @@ log = logging.getLogger("mailbot.pipeline")
 logging.getLogger("mailparser").setLevel(logging.CRITICAL)
 
 Parsed = Inbound | ParseError
+Timed = tuple[Parsed, float]  # and the seconds the parse took (for the per-message log line)
 
 _lock = threading.Lock()
 _pool: ProcessPool | None = None
@@ -56,6 +58,13 @@ def parse_bytes(raw: bytes, received_at: datetime | None, max_size: int,
         return exc
 
 
+def parse_timed(raw: bytes, received_at: datetime | None, max_size: int,
+                synth_domain: str) -> Timed:
+    started = time.perf_counter()
+    parsed = parse_bytes(raw, received_at, max_size, synth_domain)
+    return parsed, time.perf_counter() - started
+
+
 class Parser:
     """Parses batches for one configuration: in the pool, or inline when ``workers = 0``."""
 
@@ -65,33 +74,33 @@ class Parser:
         self.max_size = config.storage.max_message_size
         self.synth_domain = config.smtp.from_address.partition("@")[2]
 
-    def submit(self, raws: Sequence[tuple[bytes, Delivery]]) -> list[Future[Parsed] | Parsed]:
+    def submit(self, raws: Sequence[tuple[bytes, Delivery]]) -> list[Future[Timed] | Timed]:
         """Start parsing a batch; ``collect`` waits for it. Inline mode parses right here."""
         if self.workers == 0:
-            return [parse_bytes(raw, d.received_at, self.max_size, self.synth_domain)
+            return [parse_timed(raw, d.received_at, self.max_size, self.synth_domain)
                     for raw, d in raws]
         pool = _shared_pool(self.workers)
-        return [pool.schedule(parse_bytes, args=(raw, d.received_at, self.max_size,
+        return [pool.schedule(parse_timed, args=(raw, d.received_at, self.max_size,
                                                  self.synth_domain), timeout=self.time_limit)
                 for raw, d in raws]
 
-    def collect(self, pending: list[Future[Parsed] | Parsed]) -> list[Parsed]:
+    def collect(self, pending: list[Future[Timed] | Timed]) -> list[Timed]:
         return [self._result(item) for item in pending]
 
     def parse(self, raws: Sequence[tuple[bytes, Delivery]]) -> list[Parsed]:
-        return self.collect(self.submit(raws))
+        return [parsed for parsed, _took in self.collect(self.submit(raws))]
 
-    def _result(self, item: Future[Parsed] | Parsed) -> Parsed:
+    def _result(self, item: Future[Timed] | Timed) -> Timed:
         if not isinstance(item, Future):
             return item
         try:
             return item.result()
         except TimeoutError:
             return ParseError(f"parsing took longer than the processing time limit "
-                              f"({self.time_limit:g} s); the parser was stopped")
+                              f"({self.time_limit:g} s); the parser was stopped"), self.time_limit
         except ProcessExpired as exc:
             return ParseError(f"the parser process died on this message "
-                              f"(exit code {exc.exitcode})")
+                              f"(exit code {exc.exitcode})"), 0.0
 
 
 def _shared_pool(workers: int) -> ProcessPool:

@@ -48,6 +48,8 @@ class FlushReport:
     sent: list[str] = field(default_factory=list)  # Message-IDs
     deferred: int = 0
     failed: int = 0
+    sent_kinds: list[str] = field(default_factory=list)  # the kind of each sent mail, for metrics
+    smtp_errors: list[str] = field(default_factory=list)  # "temporary" | "permanent", per failure
 
 
 class OutboxWorker:
@@ -147,15 +149,19 @@ class OutboxWorker:
             await self.sender.send(message, [*row.to_addrs, *row.cc_addrs])
         except PermanentSendError as exc:
             report.failed += 1
+            report.smtp_errors.append("permanent")
             await asyncio.to_thread(self._mark_failed, row_id, str(exc))
             return
         except (TemporarySendError, TemplateError) as exc:
             report.deferred += 1
+            if isinstance(exc, TemporarySendError):
+                report.smtp_errors.append("temporary")
             await asyncio.to_thread(self._mark_deferred, row_id, str(exc))
             return
         raw = bytes(message)
         await asyncio.to_thread(self._mark_sent, row_id, raw, str(message["Subject"]))
         report.sent.append(row.message_id)
+        report.sent_kinds.append(row.kind)
         log.info("sent %s kind=%s case=%s", row.message_id, row.kind, case.token if case else "-")
 
     def _mark_sent(self, row_id: int, raw: bytes, subject: str) -> None:

@@ -38,6 +38,7 @@ HANDLERS: dict[str, Handler] = {}
 class TickReport:
     fired: list[str] = field(default_factory=list)  # job keys
     cancelled: list[str] = field(default_factory=list)
+    first_due: datetime | None = None  # due time of the oldest job fired: the scheduler's lag
 
 
 def tick(db: Database, config: Config, secret: bytes | None, now: datetime,
@@ -66,6 +67,8 @@ def tick(db: Database, config: Config, secret: bytes | None, now: datetime,
                     else:
                         job.status, job.result = "done", outcome
                         report.fired.append(job.key)
+                        if report.first_due is None:  # jobs come oldest first
+                            report.first_due = job.due_at
             session.info.pop(PRECHECKED_CAUSES, None)
         if len(jobs) < limit:
             return report

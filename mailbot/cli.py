@@ -246,7 +246,13 @@ def cases_show(obj: Ctx, case_id: str, as_json: bool) -> None:
 
 @cli.group()
 def customers() -> None:
-    """The customer directory: who is registered, their zone, language and level."""
+    """The customer directory: who is registered, their zone, language and level.
+
+    \b
+    Example:
+      mailbot customers import customers.csv --dry-run
+      mailbot customers list --organization Acme
+    """
 
 
 @customers.command("import")

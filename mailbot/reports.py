@@ -23,7 +23,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from mailbot.backfill.record import imported_case_ids
 from mailbot.db.models import Case, Outbox
+from mailbot.outbox import ACK_KINDS
 from mailbot.db.session import Database
 from mailbot.schedule.deadlines import Deadlines
 from mailbot.views import Table, render_table
@@ -64,12 +66,16 @@ def case_outcomes(db: Database, deadlines: Deadlines, now: datetime,
                   since: datetime | None = None) -> Iterator[CaseOutcome]:
     """Every case opened since ``since``, judged as of ``now``, streamed from the database."""
     with db.session() as session:
-        acked = set(session.scalars(select(Outbox.case_id).where(Outbox.kind == "ack")
+        acked = set(session.scalars(select(Outbox.case_id).where(Outbox.kind.in_(ACK_KINDS))
                                     .distinct()))
+        # History loaded by `mailbot import` was answered (or not) before mailbot existed.
+        imported = imported_case_ids(session)
         query = select(Case)
         if since is not None:
             query = query.where(Case.opened_at >= since)
         for case in session.scalars(query.execution_options(yield_per=1000)):
+            if case.id in imported:
+                continue
             known = case.service_level in deadlines.levels
             calendar = deadlines.calendar(case.service_level) if known else None
 

@@ -23,6 +23,7 @@ from mailbot.config import config_from_dict
 from mailbot.daemon import App, run_once
 from mailbot.db.models import Case, Event, Job, MailboxState, Message, Outbox, Quarantine
 from mailbot.quarantine import retry
+from mailbot.reports import sla_report
 from servers import imap_append, imap_append_many, imap_connect
 
 pytestmark = pytest.mark.integration
@@ -148,6 +149,9 @@ def test_history_threads_into_closed_cases_and_nothing_is_sent_or_changed(
     assert participants == {"bob@customer.test", "carol@customer.test"}
     assert count(app, Message.id, Message.case_id.is_(None)) == 1  # the out-of-office
     assert [(q.folder, q.moved_to) for q in held] == [("import:Archive", None)]
+    # Promises made before mailbot existed are not judged: the SLA report leaves them out.
+    report = sla_report(app.db, app.pipeline.deadlines, T0)
+    assert report["service_level"] == [] and report["manager"] == []
 
 
 def test_rerun_is_idempotent_and_restart_only_finds_duplicates(tmp_path: Path,

@@ -57,7 +57,7 @@ def test_cases_list_piped_is_plain(tmp_path: Path) -> None:
     # Through a pipe (as scripts and CliRunner see it): the plain header, no escape codes.
     path = cli_setup(tmp_path)
     output = CliRunner().invoke(cli, ["--config", str(path), "cases", "list"]).output
-    assert output.splitlines()[0].split() == ["CASE", "STATUS", "CUSTOMER", "SUBJECT",
+    assert output.splitlines()[0].split() == ["CASE", "STATUS", "CUSTOMER", "REGISTERED", "SUBJECT",
                                               "OPENED", "(UTC)", "PRELIMINARY", "DUE", "(UTC)"]
     assert "\x1b[" not in output and "[red]Printer[/red] on fire" in output
 

@@ -62,6 +62,8 @@ class Inbound:
     size: int
     received_at: datetime | None = None
     facts: dict[str, Any] = field(default_factory=dict)
+    # The raw bytes gzipped for the blob store, when a parse worker already did it.
+    raw_gzip: bytes | None = None
 
     @property
     def idempotency_key(self) -> str:

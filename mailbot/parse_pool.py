@@ -30,6 +30,7 @@ from mailbot.config import Config
 from mailbot.context import Delivery
 from mailbot.errors import ParseError
 from mailbot.message import Inbound
+from mailbot.store.blobs import compress_raw
 
 log = logging.getLogger("mailbot.pipeline")
 # mail-parser logs every part it does not handle, with header values; in a worker that
@@ -59,9 +60,12 @@ def parse_bytes(raw: bytes, received_at: datetime | None, max_size: int,
 
 
 def parse_timed(raw: bytes, received_at: datetime | None, max_size: int,
-                synth_domain: str) -> Timed:
+                synth_domain: str, compress: bool = False) -> Timed:
+    """Parse (and, in a worker, gzip the raw bytes for the blob store); and how long it took."""
     started = time.perf_counter()
     parsed = parse_bytes(raw, received_at, max_size, synth_domain)
+    if compress and isinstance(parsed, Inbound):
+        parsed.raw_gzip = compress_raw(raw)
     return parsed, time.perf_counter() - started
 
 
@@ -81,7 +85,8 @@ class Parser:
                     for raw, d in raws]
         pool = _shared_pool(self.workers)
         return [pool.schedule(parse_timed, args=(raw, d.received_at, self.max_size,
-                                                 self.synth_domain), timeout=self.time_limit)
+                                                 self.synth_domain, True),
+                              timeout=self.time_limit)
                 for raw, d in raws]
 
     def collect(self, pending: list[Future[Timed] | Timed]) -> list[Timed]:

@@ -138,7 +138,8 @@ def _process(ctx: PipelineContext, session: Session, raw: bytes, inbound: Inboun
         case, language, assignment, zone = _open(ctx, session, inbound, delivery, received_at)
         new_case = True
 
-    ctx.blobs.put_raw(raw, inbound.raw_sha256)
+    ctx.blobs.put_raw(raw, inbound.raw_sha256, inbound.raw_gzip)
+    inbound.raw_gzip = None  # written; a batch of them would otherwise stay in memory
     message = Message(
         case_id=case.id if case else None, direction="in", classification=verdict.kind,
         message_id=inbound.message_id, content_hash=inbound.content_hash,

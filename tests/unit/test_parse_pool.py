@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,8 @@ def test_pool_parses_like_the_inline_parser(tmp_path: Path) -> None:
     pooled = Parser(make_config(tmp_path, processing={"workers": 2})).parse(raws)
     inline = Parser(make_config(tmp_path, processing={"workers": 0})).parse(raws)
     assert all(isinstance(p, Inbound) for p in pooled)
+    # The workers also gzip the raw bytes for the blob store, off the database thread.
+    assert [gzip.decompress(p.raw_gzip or b"") for p in pooled] == [raw for raw, _ in raws]  # type: ignore[union-attr]
     assert [(p.message_id, p.subject, p.text, p.content_hash) for p in pooled] == \
         [(p.message_id, p.subject, p.text, p.content_hash) for p in inline]  # type: ignore[union-attr]
 

@@ -102,17 +102,12 @@ def fire_followup(session: Session, config: Config, secret: bytes | None, job: J
         return "cancelled: detailed answer already sent"
     since = datetime.fromisoformat(str(job.detail.get("since")))
     zone = case.timezone
-    updates = [
-        {"at": format_local(event.at, zone), "summary": _UPDATES[event.kind]}
-        for event in session.scalars(
-            select(Event).where(Event.case_id == case.id, Event.at >= since,
-                                Event.kind.in_(tuple(_UPDATES))).order_by(Event.id))
-    ]
+    known = session.info.get(FOLLOWUP_PREFETCH, {}).get(case.id)
+    history = known or _followup_history(session, [case.id]).get(case.id, ([], None))
+    updates = [{"at": format_local(at, zone), "summary": _UPDATES[kind]}
+               for at, kind in history[0] if at >= since]
     manager = config.find_manager(case.manager_email or "")
-    latest = session.scalar(
-        select(Message).where(Message.case_id == case.id, Message.direction == "in",
-                              Message.classification == "customer")
-        .order_by(Message.received_at.desc(), Message.id.desc()))
+    latest_id = history[1]
     context: dict[str, Any] = {
         **case_base(case, config),
         "manager": {"name": manager.name if manager else "", "email": manager.email if manager
@@ -124,11 +119,43 @@ def fire_followup(session: Session, config: Config, secret: bytes | None, job: J
     }
     row = enqueue(session, case=case, kind="followup", cause=job.key, to=[case.customer_email],
                   context=context, now=now, domain=config.smtp.from_address.partition("@")[2],
-                  in_reply_to=latest.message_id if latest else None,
-                  references=[latest.message_id] if latest else [], language=case.language)
+                  in_reply_to=latest_id, references=[latest_id] if latest_id else [],
+                  language=case.language)
     add_event(session, case, "followup_sent", actor="mailbot", at=now, updates=len(updates),
               local_time=format_local(now, zone), message_id=row.message_id if row else None)
     return f"followed up {case.customer_email}"
+
+
+#: ``session.info`` key: {case id: (updates, latest customer Message-ID)} for a tick's batch.
+FOLLOWUP_PREFETCH = "mailbot.followup.prefetch"
+
+
+def prefetch_followups(session: Session, jobs: list[Job]) -> None:
+    """What a batch of due follow-ups will read, in two queries instead of two per job."""
+    case_ids = sorted({job.case_id for job in jobs if job.kind == "followup" and job.case_id})
+    session.info[FOLLOWUP_PREFETCH] = _followup_history(session, case_ids) if case_ids else {}
+
+
+def _followup_history(session: Session, case_ids: list[int]
+                      ) -> dict[int, tuple[list[tuple[datetime, str]], str | None]]:
+    """Per case: its (time, kind) events worth telling the customer, oldest first, and the
+    Message-ID of the customer's latest mail (the follow-up answers it)."""
+    history: dict[int, tuple[list[tuple[datetime, str]], str | None]] = {
+        case_id: ([], None) for case_id in case_ids}
+    for case_id, at, kind in session.execute(
+            select(Event.case_id, Event.at, Event.kind)
+            .where(Event.case_id.in_(case_ids), Event.kind.in_(tuple(_UPDATES)))
+            .order_by(Event.id)):
+        history[case_id][0].append((at, kind))
+    latest: dict[int, tuple[datetime, int, str]] = {}
+    for case_id, received_at, pk, message_id in session.execute(
+            select(Message.case_id, Message.received_at, Message.id, Message.message_id)
+            .where(Message.case_id.in_(case_ids), Message.direction == "in",
+                   Message.classification == "customer")):
+        if case_id not in latest or (received_at, pk) > latest[case_id][:2]:
+            latest[case_id] = (received_at, pk, message_id)
+    return {case_id: (events, latest[case_id][2] if case_id in latest else None)
+            for case_id, (events, _none) in history.items()}
 
 
 def fire_digest(session: Session, config: Config, secret: bytes | None, job: Job,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mailbot.config import Config
@@ -25,7 +25,8 @@ from mailbot.managers import manager_context, signed_headers
 from mailbot.outbox.contexts import case_base
 from mailbot.outbox.queue import PRECHECKED_CAUSES, enqueue
 from mailbot.outbox.render import format_local
-from mailbot.schedule.overnight import fire_digest, fire_followup
+from mailbot.schedule.overnight import (FOLLOWUP_PREFETCH, fire_digest, fire_followup,
+                                        prefetch_followups)
 from mailbot.store.cases import add_event
 
 log = logging.getLogger("mailbot.schedule")
@@ -55,21 +56,26 @@ def tick(db: Database, config: Config, secret: bytes | None, now: datetime,
             cases = _preload(session, jobs)  # noqa: F841
             # Without autoflush, each job's rows wait for the commit's single flush (one
             # executemany per table) instead of being flushed before the next lookup.
+            marks: list[dict[str, object]] = []
             with session.no_autoflush:
                 for job in jobs:
                     handler = HANDLERS.get(job.kind)
                     outcome = handler(session, config, secret, job, now) if handler else \
                         f"cancelled: no handler for {job.kind}"
-                    job.done_at = now
-                    if outcome.startswith("cancelled"):
-                        job.status, job.result = "cancelled", outcome
+                    status = "cancelled" if outcome.startswith("cancelled") else "done"
+                    marks.append({"id": job.id, "status": status, "result": outcome,
+                                  "done_at": now})
+                    if status == "cancelled":
                         report.cancelled.append(job.key)
                     else:
-                        job.status, job.result = "done", outcome
                         report.fired.append(job.key)
                         if report.first_due is None:  # jobs come oldest first
                             report.first_due = job.due_at
+            if marks:
+                # One executemany by primary key, not a unit-of-work UPDATE per job object.
+                session.execute(update(Job), marks)
             session.info.pop(PRECHECKED_CAUSES, None)
+            session.info.pop(FOLLOWUP_PREFETCH, None)
         if len(jobs) < limit:
             return report
 
@@ -87,6 +93,7 @@ def _preload(session: Session, jobs: list[Job]) -> list[Case]:
         select(Outbox.case_id, Outbox.kind, Outbox.cause).where(Outbox.cause.in_(causes))
     )} if causes else set()
     session.info[PRECHECKED_CAUSES] = (causes, present)
+    prefetch_followups(session, jobs)
     return cases
 
 

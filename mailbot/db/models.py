@@ -217,6 +217,7 @@ class Outbox(Base):
     __table_args__ = (
         UniqueConstraint("case_id", "kind", "cause", name="uq_outbox_cause"),
         Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_rcpt", "rcpt", "kind"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -226,6 +227,8 @@ class Outbox(Base):
     message_id: Mapped[str] = mapped_column(String(998), unique=True)
     mailbox: Mapped[str | None] = mapped_column(String(100))
     to_addrs: Mapped[list[Any]] = mapped_column(JSON)
+    # The first To address, lowercased: loop protection counts acks per address by it.
+    rcpt: Mapped[str | None] = mapped_column(String(320))
     cc_addrs: Mapped[list[Any]] = mapped_column(JSON, default=list)
     in_reply_to: Mapped[str | None] = mapped_column(String(998))
     references: Mapped[list[Any]] = mapped_column(JSON, default=list)

@@ -57,7 +57,7 @@ def queue_template_notice(session: Session, config: Config, failure: TemplateFai
     row = Outbox(
         case_id=None, kind=NOTICE_KIND, cause=cause,
         message_id=make_message_id(NOTICE_KIND, None, config.smtp.from_address.partition("@")[2]),
-        mailbox=None, to_addrs=[admin], cc_addrs=[], in_reply_to=None, references=[],
+        mailbox=None, to_addrs=[admin], rcpt=admin.lower(), cc_addrs=[], in_reply_to=None, references=[],
         language="en",
         context={"path": failure.path, "line": failure.line, "message": failure.message,
                  "content_sha256": failure.content_sha256, "at": now.isoformat()},

@@ -73,6 +73,7 @@ def enqueue(
         message_id=message_id or make_message_id(kind, case, domain),
         mailbox=case.mailbox if case is not None else None,
         to_addrs=to,
+        rcpt=to[0].lower()[:320] if to else None,
         cc_addrs=cc or [],
         in_reply_to=in_reply_to,
         references=references or [],

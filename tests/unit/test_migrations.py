@@ -70,3 +70,31 @@ def test_sqlite_existing_cases_stay_registered(tmp_path: Path) -> None:
 def test_postgresql_existing_cases_stay_registered(pg_url: str) -> None:
     # The same upgrade on PostgreSQL.
     check_history_stays_registered(pg_url)
+
+
+def check_outbox_rcpt_backfilled(url: str) -> None:
+    """Rows queued before 0006 get their ``rcpt`` from ``to_addrs``, so loop protection
+    counts the acks sent before the upgrade too."""
+    db = Database(url)
+    config = db._alembic()
+    with db.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0005")
+    with db.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO outbox (kind, cause, message_id, to_addrs, cc_addrs, \"references\", "
+            "language, context, status, attempts, next_attempt_at, created_at) VALUES "
+            "('ack', '<m1@c.test>', '<a1@x>', :to, '[]', '[]', 'en', '{}', 'sent', 1, :at, :at)"),
+            {"to": '["Alice@Customer.test"]', "at": "2025-01-02 03:04:05"})
+    db.upgrade()
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT rcpt FROM outbox")).scalar_one() == "alice@customer.test"
+    db.dispose()
+
+
+def test_sqlite_outbox_rcpt_is_backfilled(tmp_path: Path) -> None:
+    check_outbox_rcpt_backfilled(f"sqlite:///{tmp_path / 'm.db'}")
+
+
+def test_postgresql_outbox_rcpt_is_backfilled(pg_url: str) -> None:
+    check_outbox_rcpt_backfilled(pg_url)
